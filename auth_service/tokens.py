@@ -1,0 +1,182 @@
+"""Signing: the key and certificate, the registry's key IDs, and the access tokens themselves.
+
+Every token carries both ways a registry finds its key: ``kid``, the libtrust key ID that
+registry 2.x looks up in its ``rootcertbundle``, and ``x5c``, the certificate itself, which
+registry 3.x (no libtrust IDs any more) checks against the same bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Registry 2.x (libtrust) verifies only RS256/384/512 and the ES alg matching the curve.
+_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_MIN_RSA_BITS = 2048
+_CERT_WARNING_DAYS = 30
+
+
+def libtrust_key_id(public_key: Any) -> str:
+    """The key ID registry 2.x computes: base32 of SHA-256(DER SubjectPublicKeyInfo)[:30].
+
+    Written as twelve groups of four characters joined by ':'.
+    """
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii").rstrip("=")
+    return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+
+
+def algorithm_for(private_key: Any, source: str) -> str:
+    """The JWS algorithm this key signs with, one every registry version accepts."""
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        algorithm = _EC_ALGORITHMS.get(private_key.curve.name)
+        if algorithm:
+            return algorithm
+        raise ConfigError(
+            source,
+            None,
+            f"EC curve {private_key.curve.name} is not supported (use P-256, P-384 or P-521)",
+        )
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        if private_key.key_size < _MIN_RSA_BITS:
+            raise ConfigError(
+                source,
+                None,
+                f"RSA key of {private_key.key_size} bits is too short (at least {_MIN_RSA_BITS})",
+            )
+        return "RS256"
+    raise ConfigError(source, None, "the registry accepts only EC (P-256/384/521) or RSA keys")
+
+
+def _read(path: Path, setting: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), setting, f"cannot be read: {exc.strerror}") from None
+
+
+def load_private_key(path: Path) -> Any:
+    """Load a PEM private key (unencrypted), as ``KEY_PATH`` names it."""
+    try:
+        return serialization.load_pem_private_key(_read(path, "KEY_PATH"), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            str(path), "KEY_PATH", f"not an unencrypted PEM private key: {exc}"
+        ) from None
+
+
+def load_certificate(path: Path, private_key: Any, now: dt.datetime) -> x509.Certificate:
+    """Load the PEM certificate the registry trusts, and check it fits the key and is valid now.
+
+    An expired certificate would make the registry reject every token carrying it, so it is
+    refused at start-up rather than discovered by users.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(_read(path, "CERT_PATH"))
+    except ValueError as exc:
+        raise ConfigError(str(path), "CERT_PATH", f"not a PEM certificate: {exc}") from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    ) != private_key.public_key().public_bytes(serialization.Encoding.DER, spki):
+        raise ConfigError(str(path), "CERT_PATH", "certificate does not belong to KEY_PATH's key")
+    if now < cert.not_valid_before_utc:
+        raise ConfigError(str(path), "CERT_PATH", f"not valid before {cert.not_valid_before_utc}")
+    if now >= cert.not_valid_after_utc:
+        raise ConfigError(str(path), "CERT_PATH", f"expired on {cert.not_valid_after_utc}")
+    if cert.not_valid_after_utc - now < dt.timedelta(days=_CERT_WARNING_DAYS):
+        log.warning(
+            "%s: certificate expires on %s; rotate it before then", path, cert.not_valid_after_utc
+        )
+    return cert
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A signed token and the times the response reports."""
+
+    token: str
+    issued_at: int
+    expires_in: int
+
+    @property
+    def issued_at_rfc3339(self) -> str:
+        """``issued_at`` as RFC 3339 in UTC with a ``Z``: clients decode it as a Go time.Time."""
+        moment = dt.datetime.fromtimestamp(self.issued_at, dt.UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TokenSigner:
+    """Signs access tokens with one key; the key, header and issuer are fixed at start-up."""
+
+    def __init__(
+        self,
+        private_key: Any,
+        certificate: x509.Certificate | None,
+        issuer: str,
+        lifetime: int,
+        clock: Callable[[], float] = time.time,
+        source: str = "KEY_PATH",
+    ) -> None:
+        self._key = private_key
+        self.algorithm = algorithm_for(private_key, source)
+        self.key_id = libtrust_key_id(private_key.public_key())
+        self.headers: dict[str, Any] = {"typ": "JWT", "kid": self.key_id}
+        if certificate is not None:
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            self.headers["x5c"] = [base64.b64encode(der).decode("ascii")]
+        self.issuer = issuer
+        self.lifetime = lifetime
+        self._clock = clock
+
+    @classmethod
+    def from_files(
+        cls, key_path: Path, cert_path: Path | None, issuer: str, lifetime: int
+    ) -> TokenSigner:
+        """Load and check the key (and certificate) once, for the life of the process."""
+        key = load_private_key(key_path)
+        algorithm_for(key, str(key_path))  # fail with the file's name, not a setting's
+        cert = None
+        if cert_path is not None:
+            cert = load_certificate(cert_path, key, dt.datetime.now(dt.UTC))
+        else:
+            log.warning(
+                "CERT_PATH is not set: tokens carry no x5c header; registry 3.x needs "
+                "it (or a jwks file) to find the signing key"
+            )
+        return cls(key, cert, issuer, lifetime)
+
+    def issue(self, subject: str, audience: str, access: Sequence[dict[str, Any]]) -> IssuedToken:
+        """A signed access token for ``subject`` at registry ``audience`` with ``access``."""
+        now = int(self._clock())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience,  # one string: registry 2.x rejects a list
+            "exp": now + self.lifetime,
+            "nbf": now,
+            "iat": now,
+            "jti": secrets.token_urlsafe(18),
+            "access": list(access),
+        }
+        token = jwt.encode(claims, self._key, algorithm=self.algorithm, headers=self.headers)
+        return IssuedToken(token, now, self.lifetime)
