@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from .credentials import parse_authorization
@@ -33,14 +34,21 @@ def _service() -> TokenService:
     return current_app.extensions[EXTENSION]
 
 
+def _query_args() -> MultiDict[str, str]:
+    """The query parameters; raw bytes that aren't UTF-8 make Werkzeug raise, so say 400."""
+    try:
+        return request.args
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not valid UTF-8") from None
+
+
 def token() -> Response:
     """``GET /v2/token``: a token for the requested scopes, or a 400/401 JSON error."""
     service = _service()
     credentials = parse_authorization(request.environ.get("HTTP_AUTHORIZATION"))
     try:
-        granted = service.grant_token(
-            credentials, request.args.get("service"), request.args.getlist("scope")
-        )
+        args = _query_args()
+        granted = service.grant_token(credentials, args.get("service"), args.getlist("scope"))
     except BadRequest as exc:
         return error_response(400, "INVALID_REQUEST", str(exc))
     except Unauthorized as exc:

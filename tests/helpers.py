@@ -1,0 +1,145 @@
+"""Test helpers: keys, certificates, config directories, and token checking."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+SERVICE = "registry.test"
+ISSUER = "test-issuer"
+TEST_COST = 4  # bcrypt's minimum: the tests check logic, not hashing speed
+
+PASSWORDS = {
+    "alice": "alice-pw",
+    "bob": "bob-pw",
+    "admin": "admin-pw",
+    "bób": "pä",
+    "colon": "p:w",
+}
+
+USERS: dict[str, dict[str, Any]] = {
+    "alice": {
+        "repositories": {
+            "team/app": ["pull", "push"],
+            "team/a": ["pull", "push"],
+            "team/b": ["pull", "push"],
+            "team/new": ["pull", "push"],
+            "localhost:5000/team/app": ["pull"],
+        }
+    },
+    "bob": {"repositories": {"team/app": ["pull"], "*": ["pull"]}},
+    "admin": {"repositories": {"*": ["*"]}, "catalog": True},
+    "bób": {"repositories": {"team/app": ["pull"]}},
+    "colon": {"repositories": {"team/app": ["pull"]}},
+}
+
+REPOSITORIES = {"blacklist": False, "repositories": ["pub/x", "public-image"]}
+
+
+def make_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(curve or ec.SECP256R1())
+
+
+def make_cert(key: Any, days: int = 365, start_days_ago: int = 1) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-test")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=start_days_ago))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def key_pem(key: Any) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def hash_password(password: str, cost: int = TEST_COST) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
+
+
+def users_document(cost: int = TEST_COST) -> dict[str, Any]:
+    return {
+        name: {"pass_hash": hash_password(PASSWORDS[name], cost), **entry}
+        for name, entry in USERS.items()
+    }
+
+
+def write_json(path: Path, document: Any) -> None:
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+def write_config_dir(
+    directory: Path,
+    key: Any,
+    cert: x509.Certificate | None,
+    config_py: str | None = None,
+    users: Any = None,
+    repositories: Any = None,
+) -> Path:
+    """A complete config directory: config.py, users.json, repositories.json, key, cert."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token.key").write_bytes(key_pem(key))
+    if cert is not None:
+        (directory / "token.crt").write_bytes(cert_pem(cert))
+    if config_py is None:
+        config_py = (
+            f"ISSUER = {ISSUER!r}\nKEY_PATH = 'token.key'\n"
+            + ("CERT_PATH = 'token.crt'\n" if cert is not None else "")
+            + f"SERVICE = {SERVICE!r}\n"
+        )
+    (directory / "config.py").write_text(config_py, encoding="utf-8")
+    write_json(directory / "users.json", users_document() if users is None else users)
+    write_json(
+        directory / "repositories.json", REPOSITORIES if repositories is None else repositories
+    )
+    return directory
+
+
+def basic(username: str | bytes, password: str | bytes) -> dict[str, str]:
+    user = username.encode() if isinstance(username, str) else username
+    secret = password.encode() if isinstance(password, str) else password
+    return {"Authorization": "Basic " + base64.b64encode(user + b":" + secret).decode()}
+
+
+def verify_token(
+    token: str, cert: x509.Certificate, audience: str = SERVICE, issuer: str = ISSUER
+) -> dict[str, Any]:
+    """Decode a token as the registry would: signature by the cert's key, iss, aud, times."""
+    header = jwt.get_unverified_header(token)
+    return jwt.decode(
+        token,
+        cert.public_key(),
+        algorithms=[header["alg"]],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "nbf", "iat", "iss", "aud", "jti"]},
+    )
+
+
+def access_of(claims: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """The access claim as {(type, name): set(actions)}."""
+    return {(e["type"], e["name"]): set(e["actions"]) for e in claims["access"]}

@@ -1,0 +1,134 @@
+"""config.py and AUTH_SERVICE_* overrides; the original service's config keeps working."""
+
+import logging
+
+import pytest
+
+from auth_service import create_app
+from auth_service.errors import ConfigError
+from auth_service.settings import load_settings
+
+from . import helpers
+
+ORIGINAL_CONFIG = """\"\"\"config module for auth-server\"\"\"
+
+AUDIENCE = 'example.org' # should be the domain name of the registry
+ISSUER = 'example issuer' # must match the registry's issuer
+KEY_PATH = '{key}'
+PORT = 5011 # must match the port of REGISTRY_AUTH_TOKEN_REALM
+"""
+
+
+def write(config_dir, text):
+    (config_dir / "config.py").write_text(text, encoding="utf-8")
+
+
+def test_defaults(config_dir):
+    settings = load_settings(config_dir, environ={})
+    assert settings.issuer == helpers.ISSUER
+    assert settings.key_path == config_dir / "token.key"
+    assert settings.cert_path == config_dir / "token.crt"
+    assert settings.services == (helpers.SERVICE,)
+    assert settings.token_lifetime == 900
+    assert settings.anonymous_access is True
+
+
+def test_original_config_py_works_unchanged(config_dir, caplog, signing_cert):
+    write(config_dir, ORIGINAL_CONFIG.format(key=config_dir / "token.key"))
+    with caplog.at_level(logging.INFO, logger="auth_service"):
+        app = create_app({"CONFIG_DIR": config_dir})
+    messages = caplog.text
+    assert "AUDIENCE is ignored" in messages and "PORT is ignored" in messages
+    assert "SERVICE is not set" in messages
+    response = app.test_client().get("/v2/token?service=example.org&scope=repository:pub/x:pull")
+    assert response.status_code == 200
+    claims = helpers.verify_token(
+        response.get_json()["token"], signing_cert, "example.org", "example issuer"
+    )
+    assert claims["iss"] == "example issuer"
+    assert helpers.access_of(claims) == {("repository", "pub/x"): {"pull"}}
+
+
+def test_environment_overrides_the_file(config_dir):
+    env = {
+        "AUTH_SERVICE_ISSUER": "from-env",
+        "AUTH_SERVICE_SERVICE": "a.example, b.example",
+        "AUTH_SERVICE_TOKEN_LIFETIME": "120",
+        "AUTH_SERVICE_ANONYMOUS_ACCESS": "false",
+        "AUTH_SERVICE_BCRYPT_COST": "10",
+        "AUTH_SERVICE_REALM": "My registry",
+    }
+    settings = load_settings(config_dir, environ=env)
+    assert settings.issuer == "from-env"
+    assert settings.services == ("a.example", "b.example")
+    assert settings.token_lifetime == 120
+    assert settings.anonymous_access is False
+    assert settings.bcrypt_cost == 10
+    assert settings.realm == "My registry"
+
+
+def test_config_dir_from_environment(config_dir):
+    settings = load_settings(environ={"AUTH_SERVICE_CONFIG_DIR": str(config_dir)})
+    assert settings.config_dir == config_dir
+
+
+def test_service_may_be_a_list(config_dir):
+    write(config_dir, "ISSUER='i'\nKEY_PATH='token.key'\nSERVICE=['a', 'b', 'a']\n")
+    assert load_settings(config_dir, environ={}).services == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("config_py", "env", "message"),
+    [
+        ("KEY_PATH='k'\n", {}, "config.py: ISSUER: is required"),
+        ("ISSUER='i'\n", {}, "config.py: KEY_PATH: is required"),
+        ("ISSUER=''\nKEY_PATH='k'\n", {}, "config.py: ISSUER: must be a non-empty string"),
+        ("ISSUER='i'\nKEY_PATH='k'\nTOKEN_LIFETIME=30\n", {}, "config.py: TOKEN_LIFETIME:"),
+        ("ISSUER='i'\nKEY_PATH='k'\nANONYMOUS_ACCESS='maybe'\n", {}, "ANONYMOUS_ACCESS: must be"),
+        ("ISSUER='i'\nKEY_PATH='k'\nSERVICE=[]\n", {}, "config.py: SERVICE:"),
+        ("ISSUER='i'\nKEY_PATH='k'\nSERVICE=[' a']\n", {}, "config.py: SERVICE:"),
+        ("ISSUER='i'\nKEY_PATH='k'\nBCRYPT_COST=3\n", {}, "config.py: BCRYPT_COST:"),
+        (
+            "ISSUER='i'\nKEY_PATH='k'\n",
+            {"AUTH_SERVICE_TOKEN_LIFETIME": "soon"},
+            "environment AUTH_SERVICE_TOKEN_LIFETIME: must be",
+        ),
+        ("ISSUER = (\n", {}, "config.py: cannot be loaded"),
+        ("raise RuntimeError('boom')\n", {}, "config.py: cannot be loaded: boom"),
+    ],
+)
+def test_bad_settings_name_file_and_key(config_dir, config_py, env, message):
+    write(config_dir, config_py)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_dir, environ=env)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_config_py(tmp_path):
+    with pytest.raises(ConfigError, match="config.py: file not found"):
+        load_settings(tmp_path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: (d / "token.key").unlink(), "token.key: KEY_PATH: cannot be read"),
+        (lambda d: (d / "token.key").write_text("garbage"), "KEY_PATH: not an unencrypted PEM"),
+        (lambda d: (d / "token.crt").write_text("garbage"), "CERT_PATH: not a PEM certificate"),
+        (
+            lambda d: (d / "token.crt").write_bytes(
+                helpers.cert_pem(helpers.make_cert(helpers.make_key()))
+            ),
+            "certificate does not belong",
+        ),
+        (lambda d: (d / "users.json").unlink(), "users.json: file not found"),
+        (lambda d: (d / "repositories.json").write_text("{"), "repositories.json: invalid JSON"),
+    ],
+)
+def test_startup_refuses_bad_files(config_dir, setup, message):
+    setup(config_dir)
+    with pytest.raises(ConfigError) as caught:
+        create_app({"CONFIG_DIR": config_dir})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
