@@ -20,8 +20,9 @@ from typing import Any
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from .errors import ConfigError
 
@@ -180,3 +181,31 @@ class TokenSigner:
         }
         token = jwt.encode(claims, self._key, algorithm=self.algorithm, headers=self.headers)
         return IssuedToken(token, now, self.lifetime)
+
+
+def generate_signing_pair(common_name: str, days: int) -> tuple[bytes, bytes]:
+    """A new EC P-256 key and a self-signed certificate for it, both PEM.
+
+    The certificate goes in the registry's ``rootcertbundle``; P-256/ES256 is accepted by every
+    registry version.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,87 @@
+"""A development instance in one command: ``python -m auth_service.dev``.
+
+Creates whatever is missing in the config directory (config.py, a signing key and certificate,
+users with fresh random passwords, printed once, and repositories.json), then serves the app with
+Flask's development server on 127.0.0.1. Files that exist are never touched, so running it twice
+is harmless. Not for production: there, uWSGI serves ``auth_service.wsgi``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from pathlib import Path
+
+import bcrypt
+
+from .atomic import write_atomic
+from .settings import CONFIG_FILE, REPOSITORIES_FILE, USERS_FILE, config_dir_from_env
+from .tokens import generate_signing_pair
+
+DEV_SERVICE = "token-service-dev"
+DEV_ISSUER = "token-service-dev"
+DEV_COST = 10  # quicker logins for a laptop; production hashes should use 12
+
+DEV_CONFIG = f'''"""Development settings written by `python -m auth_service.dev`."""
+
+ISSUER = "{DEV_ISSUER}"
+KEY_PATH = "token.key"
+CERT_PATH = "token.crt"
+SERVICE = "{DEV_SERVICE}"
+TOKEN_LIFETIME = 900
+ANONYMOUS_ACCESS = True
+'''
+
+DEV_GRANTS = {
+    "alice": {"repositories": {"alice/app": ["pull", "push"], "*": ["pull"]}},
+    "admin": {"repositories": {"*": ["*"]}, "catalog": True},
+}
+
+
+def ensure_dev_config(config_dir: Path, out=sys.stdout) -> None:
+    """Create the missing files of a working development configuration in ``config_dir``."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    if not (config_dir / CONFIG_FILE).exists():
+        write_atomic(config_dir / CONFIG_FILE, DEV_CONFIG.encode())
+        print(f"created {config_dir / CONFIG_FILE}", file=out)
+    key_path, cert_path = config_dir / "token.key", config_dir / "token.crt"
+    if not key_path.exists() or not cert_path.exists():
+        key_pem, cert_pem = generate_signing_pair(DEV_ISSUER, days=365)
+        write_atomic(key_path, key_pem, mode=0o600)
+        write_atomic(cert_path, cert_pem)
+        print(f"created {key_path} and {cert_path}", file=out)
+    if not (config_dir / USERS_FILE).exists():
+        users = {}
+        for name, grants in DEV_GRANTS.items():
+            password = secrets.token_urlsafe(12)
+            pass_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(DEV_COST)).decode()
+            users[name] = {"pass_hash": pass_hash, **grants}
+            print(f"created user {name!r} with password {password} (shown only now)", file=out)
+        write_atomic(config_dir / USERS_FILE, json.dumps(users, indent=4).encode())
+    if not (config_dir / REPOSITORIES_FILE).exists():
+        document = {"blacklist": False, "repositories": ["public-image"]}
+        write_atomic(config_dir / REPOSITORIES_FILE, json.dumps(document, indent=4).encode())
+        print(f"created {config_dir / REPOSITORIES_FILE}", file=out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=5001, help="port on 127.0.0.1 (5001)")
+    args = parser.parse_args(argv)
+    config_dir = config_dir_from_env()
+    ensure_dev_config(config_dir)
+
+    from . import create_app
+
+    app = create_app({"CONFIG_DIR": config_dir})
+    print(
+        f"try: curl -u alice:PASSWORD 'http://127.0.0.1:{args.port}/v2/token?"
+        f"service={DEV_SERVICE}&scope=repository:alice/app:pull,push'"
+    )
+    app.run(host="127.0.0.1", port=args.port)
+
+
+if __name__ == "__main__":
+    main()
