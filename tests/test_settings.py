@@ -132,3 +132,38 @@ def test_startup_refuses_bad_files(config_dir, setup, message):
         create_app({"CONFIG_DIR": config_dir})
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_original_service_files_work_unchanged(config_dir, signing_cert):
+    """All three files in the original service's shapes, `backlist` spelling included."""
+    write(config_dir, ORIGINAL_CONFIG.format(key=config_dir / "token.key"))
+    foo_hash, bar_hash = helpers.hash_password("foo"), helpers.hash_password("bar")
+    (config_dir / "users.json").write_text(
+        '{\n    "foo": {\n        "pass_hash": "' + foo_hash + '",\n'
+        '        "repositories": {\n            "some-image" : ["pull"]\n        }\n    },\n'
+        '    "bar": {\n        "pass_hash": "' + bar_hash + '",\n'
+        '        "repositories": {\n            "*" : ["push", "pull"]\n        }\n    }\n}\n'
+    )
+    (config_dir / "repositories.json").write_text(
+        '{\n    "backlist": false,\n    "repositories": [\n        "some-image"\n    ]\n}\n'
+    )
+    client = create_app({"CONFIG_DIR": config_dir}).test_client()
+
+    def access(scope, user=None):
+        headers = helpers.basic(user, user) if user else {}
+        response = client.get(f"/v2/token?service=example.org&scope={scope}", headers=headers)
+        assert response.status_code == 200
+        claims = helpers.verify_token(
+            response.get_json()["token"], signing_cert, "example.org", "example issuer"
+        )
+        return helpers.access_of(claims)
+
+    assert access("repository:some-image:pull,push", "foo") == {
+        ("repository", "some-image"): {"pull"}
+    }
+    assert access("repository:other:pull,push", "bar") == {
+        ("repository", "other"): {"pull", "push"}
+    }
+    assert access("repository:some-image:pull") == {("repository", "some-image"): {"pull"}}
+    assert access("repository:other:pull") == {("repository", "other"): set()}
+    assert access("registry:catalog:*") == {("registry", "catalog"): set()}
