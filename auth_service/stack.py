@@ -1,9 +1,9 @@
 """The whole stack on one machine: Debian's docker-registry, uWSGI and nginx, on 127.0.0.1.
 
-    python3 -m auth_service.stack up [--port 5000]   install what is missing, start, print how to use it
-    python3 -m auth_service.stack down               stop exactly the processes `up` started
-    python3 -m auth_service.stack status             say what is running
-    python3 -m auth_service.stack test [PYTEST ARGS] install what the tests need, run pytest
+    python3 -m auth_service.stack up [--port 5000]    install what is missing, start, show usage
+    python3 -m auth_service.stack down                stop exactly the processes `up` started
+    python3 -m auth_service.stack status              say what is running
+    python3 -m auth_service.stack test [PYTEST ARGS]  install what the tests need, run pytest
 
 It runs with nothing but the standard library on a fresh Debian machine: it installs the Debian
 packages it needs (as root), creates `.venv` with the project installed, and re-runs itself in
@@ -69,13 +69,19 @@ def ensure_debian_packages(wanted: Mapping[str, str]) -> None:
     if not missing:
         return
     if os.geteuid() != 0:
-        raise StackError(f"missing Debian packages {' '.join(missing)}: run as root, or "
-                         f"apt-get install {' '.join(missing)}")
+        raise StackError(
+            f"missing Debian packages {' '.join(missing)}: run as root, or "
+            f"apt-get install {' '.join(missing)}"
+        )
     print(f"installing Debian packages: {' '.join(missing)}", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def ensure_venv(extras: str = "serve,test") -> Path:
@@ -89,8 +95,19 @@ def ensure_venv(extras: str = "serve,test") -> Path:
         print(f"creating {VENV}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     print(f"installing the project into {VENV} (first time: about a minute)", flush=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "-e", f"{REPO}[{extras}]"], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-e",
+            f"{REPO}[{extras}]",
+        ],
+        check=True,
+    )
     for old in VENV.glob(".installed-*"):
         old.unlink()
     stamp.touch()
@@ -139,12 +156,19 @@ class Stack:
 
         settings = load_settings(config_dir)
         if settings.cert_path is None:
-            raise StackError(f"{config_dir}/config.py: CERT_PATH: the registry needs the "
-                             "certificate to trust")
+            raise StackError(
+                f"{config_dir}/config.py: CERT_PATH: the registry needs the certificate to trust"
+            )
         if not settings.services:
             raise StackError(f"{config_dir}/config.py: SERVICE: the registry needs its name")
-        return cls(state_dir.resolve(), config_dir.resolve(), port, settings.issuer,
-                   settings.services[0], settings.cert_path.resolve())
+        return cls(
+            state_dir.resolve(),
+            config_dir.resolve(),
+            port,
+            settings.issuer,
+            settings.services[0],
+            settings.cert_path.resolve(),
+        )
 
     # paths
     @property
@@ -185,47 +209,77 @@ class Stack:
                 "filesystem": {"rootdirectory": str(self.state_dir / "registry-data")},
                 "delete": {"enabled": True},
             },
-            "http": {"net": "unix", "addr": str(self.registry_socket),
-                     "secret": hashlib.sha256(str(self.state_dir).encode()).hexdigest()},
-            "auth": {"token": {"realm": self.realm, "service": self.service,
-                               "issuer": self.issuer, "rootcertbundle": str(self.cert_path)}},
+            "http": {
+                "net": "unix",
+                "addr": str(self.registry_socket),
+                "secret": hashlib.sha256(str(self.state_dir).encode()).hexdigest(),
+            },
+            "auth": {
+                "token": {
+                    "realm": self.realm,
+                    "service": self.service,
+                    "issuer": self.issuer,
+                    "rootcertbundle": str(self.cert_path),
+                }
+            },
         }
         # JSON is YAML: no YAML library needed to write the registry's config.
         (self.state_dir / "registry.yml").write_text(json.dumps(registry, indent=2))
         for name in ("uwsgi_params", "mime.types"):
             shutil.copyfile(SYSTEM_NGINX_DIR / name, self.state_dir / name)
-        site = render_template((REPO / "nginx" / "registry.conf.template").read_text(), {
-            "LISTEN": f"127.0.0.1:{self.port}",
-            "SERVER_NAME": "127.0.0.1 localhost",
-            "TLS_INCLUDE": str(REPO / "nginx" / "plain-http.conf"),
-            "AUTH_SOCKET": str(self.auth_socket),
-            "REGISTRY_SOCKET": str(self.registry_socket),
-        })
+        site = render_template(
+            (REPO / "nginx" / "registry.conf.template").read_text(),
+            {
+                "LISTEN": f"127.0.0.1:{self.port}",
+                "SERVER_NAME": "127.0.0.1 localhost",
+                "TLS_INCLUDE": str(REPO / "nginx" / "plain-http.conf"),
+                "AUTH_SOCKET": str(self.auth_socket),
+                "REGISTRY_SOCKET": str(self.registry_socket),
+            },
+        )
         (self.state_dir / "site.conf").write_text(site)
         import pwd
 
-        main = render_template((REPO / "nginx" / "standalone.conf.template").read_text(), {
-            "STATE_DIR": str(self.state_dir),
-            "USER": pwd.getpwuid(os.geteuid()).pw_name,
-            "SITE_CONF": str(self.state_dir / "site.conf"),
-        })
+        main = render_template(
+            (REPO / "nginx" / "standalone.conf.template").read_text(),
+            {
+                "STATE_DIR": str(self.state_dir),
+                "USER": pwd.getpwuid(os.geteuid()).pw_name,
+                "SITE_CONF": str(self.state_dir / "site.conf"),
+            },
+        )
         (self.state_dir / "nginx.conf").write_text(main)
 
     # processes
     def commands(self) -> dict[str, list[str]]:
         uwsgi = Path(sys.executable).parent / "uwsgi"
         return {
-            "registry": [_find("docker-registry") or "docker-registry", "serve",
-                         str(self.state_dir / "registry.yml")],
+            "registry": [
+                _find("docker-registry") or "docker-registry",
+                "serve",
+                str(self.state_dir / "registry.yml"),
+            ],
             "uwsgi": [str(uwsgi), "--ini", str(REPO / "uwsgi.ini")],
-            "nginx": [_find("nginx") or "nginx", "-p", str(self.state_dir), "-c",
-                      str(self.state_dir / "nginx.conf"), "-e",
-                      str(self.state_dir / "nginx-error.log"), "-g", "daemon off;"],
+            "nginx": [
+                _find("nginx") or "nginx",
+                "-p",
+                str(self.state_dir),
+                "-c",
+                str(self.state_dir / "nginx.conf"),
+                "-e",
+                str(self.state_dir / "nginx-error.log"),
+                "-g",
+                "daemon off;",
+            ],
         }
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, "AUTH_SERVICE_SOCKET": str(self.auth_socket),
-               "AUTH_SERVICE_CONFIG_DIR": str(self.config_dir), **self.extra_env}
+        env = {
+            **os.environ,
+            "AUTH_SERVICE_SOCKET": str(self.auth_socket),
+            "AUTH_SERVICE_CONFIG_DIR": str(self.config_dir),
+            **self.extra_env,
+        }
         if sys.prefix != sys.base_prefix:
             env["UWSGI_VIRTUALENV"] = sys.prefix  # pip's uWSGI doesn't find a venv by itself
         return env
@@ -251,8 +305,14 @@ class Stack:
 
     def _spawn(self, name: str, command: Sequence[str]) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 (owned by the child from here on)
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   env=self.environment(), start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=self.environment(),
+            start_new_session=True,
+        )
         log.close()
         self.processes[name] = process
         self.pid_path(name).write_text(f"{process.pid}\n")
@@ -265,8 +325,9 @@ class Stack:
                 tail = self.log_path(name).read_text(errors="replace")[-2000:]
                 raise StackError(f"{name} exited with {process.returncode}:\n{tail}")
             if time.monotonic() > deadline:
-                raise StackError(f"{name} not ready after {timeout:.0f}s; see "
-                                 f"{self.log_path(name)}")
+                raise StackError(
+                    f"{name} not ready after {timeout:.0f}s; see {self.log_path(name)}"
+                )
             time.sleep(0.05)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -292,8 +353,9 @@ def _running_pid(pid_path: Path, name: str) -> int | None:
     return pid if program in cmdline else None
 
 
-def stop_pid_file(pid_path: Path, name: str, timeout: float,
-                  process: subprocess.Popen | None = None) -> None:
+def stop_pid_file(
+    pid_path: Path, name: str, timeout: float, process: subprocess.Popen | None = None
+) -> None:
     """SIGTERM the process named in ``pid_path``, SIGKILL it after ``timeout``, remove the file."""
     pid = process.pid if process is not None else _running_pid(pid_path, name)
     if pid is not None:
@@ -337,8 +399,10 @@ def command_up(port: int) -> None:
 
     running = _running()
     if running:
-        print(f"already running ({', '.join(f'{n} {p}' for n, p in running.items())}); "
-              "`python3 -m auth_service.stack down` stops it")
+        print(
+            f"already running ({', '.join(f'{n} {p}' for n, p in running.items())}); "
+            "`python3 -m auth_service.stack down` stops it"
+        )
         return
     config_dir = REPO / config_dir_from_env()
     ensure_dev_config(config_dir)
@@ -373,13 +437,18 @@ def command_status() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m auth_service.stack",
-                                     description="Run the registry, the token service and nginx "
-                                     "locally, or the tests.")
+    parser = argparse.ArgumentParser(
+        prog="python3 -m auth_service.stack",
+        description="Run the registry, the token service and nginx locally, or the tests.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="install what is missing and start the stack")
-    up.add_argument("--port", type=int, default=DEFAULT_PORT,
-                    help=f"port on 127.0.0.1 for nginx (default {DEFAULT_PORT})")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port on 127.0.0.1 for nginx (default {DEFAULT_PORT})",
+    )
     commands.add_parser("down", help="stop the processes `up` started")
     commands.add_parser("status", help="show what is running")
     test = commands.add_parser("test", help="install what the tests need and run pytest")
@@ -391,8 +460,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_debian_packages(TEST_PACKAGES if args.command == "test" else STACK_PACKAGES)
             python = ensure_venv()
             # Continue in the environment that has the project's dependencies.
-            os.execv(python, [str(python), "-m", "auth_service.stack",
-                              *(argv if argv is not None else sys.argv[1:])])
+            os.execv(
+                python,
+                [
+                    str(python),
+                    "-m",
+                    "auth_service.stack",
+                    *(argv if argv is not None else sys.argv[1:]),
+                ],
+            )
         if args.command == "up":
             command_up(args.port)
         elif args.command == "down":
