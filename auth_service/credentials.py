@@ -68,3 +68,10 @@ def parse_authorization(header: str | None) -> Credentials:
     if not colon or not username or not password:
         return InvalidCredentials("malformed Basic credentials")
     return BasicCredentials(username, Secret(password))
+
+
+def credentials_from_form(username: str | None, password: str | None) -> Credentials:
+    """The OAuth2 password grant's ``username`` and ``password`` fields, checked like Basic."""
+    if not username or not password:
+        return InvalidCredentials("username and password are required")
+    return BasicCredentials(username, Secret(password))

@@ -40,6 +40,13 @@ class TokenGrant:
     audience: str
     grants: list[Grant]
 
+    @property
+    def scope(self) -> str:
+        """What was granted, in scope syntax, space-separated (the OAuth2 ``scope`` field)."""
+        return " ".join(
+            f"{g.type}:{g.name}:{','.join(g.actions)}" for g in self.grants if g.actions
+        )
+
 
 class TokenService:
     """Composes the settings, the live access files and the signer into token decisions."""

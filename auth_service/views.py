@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from .credentials import parse_authorization
-from .service import BadRequest, TokenService, Unauthorized
+from .credentials import credentials_from_form, parse_authorization
+from .service import BadRequest, TokenGrant, TokenService, Unauthorized
 
 EXTENSION = "auth_service"
 # /auth/token is where a registry with `autoredirect: true` points clients.
@@ -42,13 +43,21 @@ def _query_args() -> MultiDict[str, str]:
         raise BadRequest("the query string is not valid UTF-8") from None
 
 
-def token() -> Response:
-    """``GET /v2/token``: a token for the requested scopes, or a 400/401 JSON error."""
-    service = _service()
-    credentials = parse_authorization(request.environ.get("HTTP_AUTHORIZATION"))
+def _form() -> MultiDict[str, str]:
+    """The form-encoded POST body; anything else is a 400."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise BadRequest("the body must be application/x-www-form-urlencoded")
     try:
-        args = _query_args()
-        granted = service.grant_token(credentials, args.get("service"), args.getlist("scope"))
+        return request.form
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid UTF-8") from None
+
+
+def _answer(attempt: Callable[[], TokenGrant], with_scope: bool) -> Response:
+    """Run one token decision and turn its outcome into the response clients expect."""
+    service = _service()
+    try:
+        granted = attempt()
     except BadRequest as exc:
         return error_response(400, "INVALID_REQUEST", str(exc))
     except Unauthorized as exc:
@@ -58,22 +67,53 @@ def token() -> Response:
         response.headers["WWW-Authenticate"] = f'Basic realm={realm}, charset="UTF-8"'
         return response
     issued = granted.issued
-    response = jsonify(
-        {
-            "token": issued.token,
-            "access_token": issued.token,
-            "expires_in": issued.expires_in,
-            "issued_at": issued.issued_at_rfc3339,
-        }
-    )
+    body: dict[str, Any] = {
+        "token": issued.token,
+        "access_token": issued.token,  # containerd's POST reads only this one
+        "expires_in": issued.expires_in,
+        "issued_at": issued.issued_at_rfc3339,
+    }
+    if with_scope:
+        body["scope"] = granted.scope  # OAuth2: REQUIRED, what was granted
+    response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+def token() -> Response:
+    """``GET /v2/token``: a token for the requested scopes, or a 400/401 JSON error."""
+    credentials = parse_authorization(request.environ.get("HTTP_AUTHORIZATION"))
+
+    def attempt() -> TokenGrant:
+        args = _query_args()
+        return _service().grant_token(credentials, args.get("service"), args.getlist("scope"))
+
+    return _answer(attempt, with_scope=False)
+
+
+def token_oauth() -> Response:
+    """``POST /v2/token``: the OAuth2 password grant (containerd and buildkit try it first).
+
+    It decides exactly as GET with Basic credentials would. Refresh tokens are not issued, so
+    the refresh grant is refused with 400, on which clients fall back to GET.
+    """
+
+    def attempt() -> TokenGrant:
+        form = _form()
+        grant_type = form.get("grant_type")
+        if grant_type != "password":
+            raise BadRequest(f"unsupported grant_type {grant_type!r} (supported: password)")
+        credentials = credentials_from_form(form.get("username"), form.get("password"))
+        # OAuth2 sends one scope parameter holding space-separated scopes.
+        return _service().grant_token(credentials, form.get("service"), form.getlist("scope"))
+
+    return _answer(attempt, with_scope=True)
+
+
 for _path in TOKEN_PATHS:
-    bp.add_url_rule(
-        _path, endpoint=f"token{_path.replace('/', '_')}", view_func=token, methods=["GET"]
-    )
+    _name = _path.replace("/", "_")
+    bp.add_url_rule(_path, endpoint=f"token{_name}", view_func=token, methods=["GET"])
+    bp.add_url_rule(_path, endpoint=f"oauth{_name}", view_func=token_oauth, methods=["POST"])
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -93,8 +133,14 @@ def _internal_error(exc: Exception) -> Any:
     return error_response(500, "INTERNAL_ERROR", "internal error")
 
 
+# Token requests are small; anything larger is refused (413) before it is read.
+MAX_BODY_BYTES = 64 * 1024
+
+
 def init_app(app: Flask) -> None:
     """Register the endpoint and JSON error pages."""
+    app.config.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
+    app.config.setdefault("MAX_FORM_MEMORY_SIZE", MAX_BODY_BYTES)
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
