@@ -3,6 +3,7 @@
     python3 -m auth_service.stack up [--port 5000]    install what is missing, start, show usage
     python3 -m auth_service.stack down                stop exactly the processes `up` started
     python3 -m auth_service.stack status              say what is running
+    python3 -m auth_service.stack install [--test]    only install what `up` (or `test`) needs
     python3 -m auth_service.stack test [PYTEST ARGS]  install what the tests need, run pytest
 
 It runs with nothing but the standard library on a fresh Debian machine: it installs the Debian
@@ -451,11 +452,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands.add_parser("down", help="stop the processes `up` started")
     commands.add_parser("status", help="show what is running")
+    install = commands.add_parser("install", help="install what `up` needs, and no more")
+    install.add_argument("--test", action="store_true", help="also what the tests need")
     test = commands.add_parser("test", help="install what the tests need and run pytest")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
     args = parser.parse_args(argv)
 
     try:
+        if args.command == "install":
+            ensure_debian_packages(TEST_PACKAGES if args.test else STACK_PACKAGES)
+            ensure_venv()
+            return 0
         if args.command in ("up", "test") and not in_venv():
             ensure_debian_packages(TEST_PACKAGES if args.command == "test" else STACK_PACKAGES)
             python = ensure_venv()
