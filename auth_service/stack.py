@@ -399,12 +399,14 @@ def command_up(port: int) -> None:
     from .settings import config_dir_from_env
 
     running = _running()
-    if running:
+    if len(running) == 3:
         print(
             f"already running ({', '.join(f'{n} {p}' for n, p in running.items())}); "
             "`python3 -m auth_service.stack down` stops it"
         )
         return
+    if running:  # a partial stack (one program died): start over cleanly
+        command_down()
     config_dir = REPO / config_dir_from_env()
     ensure_dev_config(config_dir)
     stack = _local_stack(port)
