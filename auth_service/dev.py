@@ -1,4 +1,4 @@
-"""A development instance in one command: ``python -m auth_service.dev``.
+"""A development instance in one command: ``python -m auth_service.dev [--init-only]``.
 
 Creates whatever is missing in the config directory (config.py, a signing key and certificate,
 users with fresh random passwords, printed once, and repositories.json), then serves the app with
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -24,12 +25,12 @@ DEV_SERVICE = "token-service-dev"
 DEV_ISSUER = "token-service-dev"
 DEV_COST = 10  # quicker logins for a laptop; production hashes should use 12
 
-DEV_CONFIG = f'''"""Development settings written by `python -m auth_service.dev`."""
+CONFIG_TEMPLATE = '''"""Settings written by `python -m auth_service.dev`; see the README for every name."""
 
-ISSUER = "{DEV_ISSUER}"
+ISSUER = {issuer!r}
 KEY_PATH = "token.key"
 CERT_PATH = "token.crt"
-SERVICE = "{DEV_SERVICE}"
+SERVICE = {service!r}
 TOKEN_LIFETIME = 900
 ANONYMOUS_ACCESS = True
 '''
@@ -40,15 +41,18 @@ DEV_GRANTS = {
 }
 
 
-def ensure_dev_config(config_dir: Path, out=sys.stdout) -> None:
-    """Create the missing files of a working development configuration in ``config_dir``."""
+def ensure_dev_config(
+    config_dir: Path, out=sys.stdout, issuer: str = DEV_ISSUER, service: str = DEV_SERVICE
+) -> None:
+    """Create the missing files of a working configuration in ``config_dir``."""
     config_dir.mkdir(parents=True, exist_ok=True)
     if not (config_dir / CONFIG_FILE).exists():
-        write_atomic(config_dir / CONFIG_FILE, DEV_CONFIG.encode())
+        text = CONFIG_TEMPLATE.format(issuer=issuer, service=service)
+        write_atomic(config_dir / CONFIG_FILE, text.encode())
         print(f"created {config_dir / CONFIG_FILE}", file=out)
     key_path, cert_path = config_dir / "token.key", config_dir / "token.crt"
     if not key_path.exists() or not cert_path.exists():
-        key_pem, cert_pem = generate_signing_pair(DEV_ISSUER, days=365)
+        key_pem, cert_pem = generate_signing_pair(issuer, days=365)
         write_atomic(key_path, key_pem, mode=0o600)
         write_atomic(cert_path, cert_pem)
         print(f"created {key_path} and {cert_path}", file=out)
@@ -69,9 +73,21 @@ def ensure_dev_config(config_dir: Path, out=sys.stdout) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=5001, help="port on 127.0.0.1 (5001)")
+    parser.add_argument(
+        "--init-only",
+        action="store_true",
+        help="only create the missing files (ISSUER and SERVICE from AUTH_SERVICE_ISSUER and "
+        "AUTH_SERVICE_SERVICE if set), then exit",
+    )
     args = parser.parse_args(argv)
     config_dir = config_dir_from_env()
-    ensure_dev_config(config_dir)
+    ensure_dev_config(
+        config_dir,
+        issuer=os.environ.get("AUTH_SERVICE_ISSUER", DEV_ISSUER),
+        service=os.environ.get("AUTH_SERVICE_SERVICE", DEV_SERVICE),
+    )
+    if args.init_only:
+        return
 
     from . import create_app
 

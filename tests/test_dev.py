@@ -37,3 +37,17 @@ def test_write_atomic_replaces_whole_file_and_leaves_no_temporaries(tmp_path):
     assert target.read_bytes() == b"new"
     assert target.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["users.json"]
+
+
+def test_init_only_takes_issuer_and_service_from_the_environment(tmp_path, monkeypatch):
+    from auth_service import dev
+    from auth_service.settings import load_settings
+
+    monkeypatch.setenv("AUTH_SERVICE_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTH_SERVICE_ISSUER", "compose-issuer")
+    monkeypatch.setenv("AUTH_SERVICE_SERVICE", "registry.example.org")
+    dev.main(["--init-only"])
+    settings = load_settings(tmp_path, environ={})
+    assert settings.issuer == "compose-issuer"
+    assert settings.services == ("registry.example.org",)
+    assert settings.cert_path.exists() and settings.key_path.exists()
