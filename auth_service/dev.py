@@ -23,9 +23,10 @@ from .tokens import generate_signing_pair
 
 DEV_SERVICE = "token-service-dev"
 DEV_ISSUER = "token-service-dev"
-DEV_COST = 10  # quicker logins for a laptop; production hashes should use 12
+# The first users may well go to production (compose's one-time setup): the usual cost.
+USER_BCRYPT_COST = 12
 
-CONFIG_TEMPLATE = '''"""Settings written by `python -m auth_service.dev`; see the README for every name."""
+CONFIG_TEMPLATE = '''"""Written by `python -m auth_service.dev`; the README lists every setting."""
 
 ISSUER = {issuer!r}
 KEY_PATH = "token.key"
@@ -60,7 +61,7 @@ def ensure_dev_config(
         users = {}
         for name, grants in DEV_GRANTS.items():
             password = secrets.token_urlsafe(12)
-            pass_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(DEV_COST)).decode()
+            pass_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(USER_BCRYPT_COST)).decode()
             users[name] = {"pass_hash": pass_hash, **grants}
             print(f"created user {name!r} with password {password} (shown only now)", file=out)
         write_atomic(config_dir / USERS_FILE, json.dumps(users, indent=4).encode())
