@@ -148,6 +148,8 @@ class Stack:
     service: str
     cert_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    # (certificate, key) to serve HTTPS with the production TLS settings of nginx/tls.conf
+    tls: tuple[Path, Path] | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -182,7 +184,7 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def host(self) -> str:
@@ -231,9 +233,9 @@ class Stack:
         site = render_template(
             (REPO / "nginx" / "registry.conf.template").read_text(),
             {
-                "LISTEN": f"127.0.0.1:{self.port}",
+                "LISTEN": f"127.0.0.1:{self.port}" + (" ssl" if self.tls else ""),
                 "SERVER_NAME": "127.0.0.1 localhost",
-                "TLS_INCLUDE": str(REPO / "nginx" / "plain-http.conf"),
+                "TLS_INCLUDE": str(self._tls_include()),
                 "AUTH_SOCKET": str(self.auth_socket),
                 "REGISTRY_SOCKET": str(self.registry_socket),
             },
@@ -250,6 +252,19 @@ class Stack:
             },
         )
         (self.state_dir / "nginx.conf").write_text(main)
+
+    def _tls_include(self) -> Path:
+        """nginx/tls.conf as is, but with this stack's certificate and key in place of the
+        paths the nginx container mounts them at."""
+        if self.tls is None:
+            return REPO / "nginx" / "plain-http.conf"
+        cert, key = self.tls
+        text = (REPO / "nginx" / "tls.conf").read_text()
+        text = text.replace("/etc/nginx/tls/fullchain.pem", str(cert))
+        text = text.replace("/etc/nginx/tls/privkey.pem", str(key))
+        include = self.state_dir / "tls.conf"
+        include.write_text(text)
+        return include
 
     # processes
     def commands(self) -> dict[str, list[str]]:

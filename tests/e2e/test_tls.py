@@ -1,0 +1,89 @@
+"""The production TLS settings (nginx/tls.conf) on the same site template, over HTTPS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from auth_service.stack import Stack, free_port
+
+from .. import helpers
+from .conftest import SERVICE, basic_auth, write_e2e_config
+
+
+def server_certificate(key) -> x509.Certificate:
+    """A certificate for 127.0.0.1, as a server certificate must name it."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_stack(tmp_path_factory) -> Iterator[tuple[Stack, ssl.SSLContext]]:
+    base = tmp_path_factory.mktemp("tls-stack")
+    write_e2e_config(base / "config")
+    key = helpers.make_key()
+    cert = base / "fullchain.pem"
+    cert.write_bytes(helpers.cert_pem(server_certificate(key)))
+    (base / "privkey.pem").write_bytes(helpers.key_pem(key))
+    stack = Stack.for_config_dir(base / "state", base / "config", free_port())
+    stack.tls = (cert, base / "privkey.pem")
+    stack.start()
+    try:
+        yield stack, ssl.create_default_context(cafile=str(cert))
+    finally:
+        stack.stop()
+
+
+def https(context: ssl.SSLContext, url: str, headers: dict[str, str] | None = None):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_token_over_https(tls_stack):
+    stack, context = tls_stack
+    assert stack.url.startswith("https://")
+    status, headers, body = https(
+        context,
+        f"{stack.realm}?service={SERVICE}&scope=repository:team/app:pull",
+        basic_auth("alice"),
+    )
+    assert status == 200
+    assert headers["Strict-Transport-Security"].startswith("max-age=")
+    token = json.loads(body)["token"]
+    status, headers, _ = https(context, f"{stack.url}/v2/", {"Authorization": f"Bearer {token}"})
+    assert status == 200
+    assert headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+
+def test_registry_challenge_points_at_the_https_realm(tls_stack):
+    stack, context = tls_stack
+    status, headers, _ = https(context, f"{stack.url}/v2/")
+    assert status == 401
+    assert f'realm="https://127.0.0.1:{stack.port}/v2/token"' in headers["Www-Authenticate"]
