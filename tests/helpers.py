@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,13 @@ def make_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKe
     return ec.generate_private_key(curve or ec.SECP256R1())
 
 
-def make_cert(key: Any, days: int = 365, start_days_ago: int = 1) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-test")])
+def make_cert(
+    key: Any, days: int = 365, start_days_ago: int = 1, ip_address: str | None = None
+) -> x509.Certificate:
+    """A self-signed certificate; with ``ip_address``, one a TLS client accepts for that IP."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip_address or "token-test")])
     now = dt.datetime.now(dt.UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -61,8 +65,11 @@ def make_cert(key: Any, days: int = 365, start_days_ago: int = 1) -> x509.Certif
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=start_days_ago))
         .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
     )
+    if ip_address:
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip_address))])
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(key, hashes.SHA256())
 
 
 def key_pem(key: Any) -> bytes:

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
 
 from auth_service.stack import Stack, free_port
 
 from .. import helpers
 from .conftest import SERVICE, basic_auth, write_e2e_config
-
-
-def server_certificate(key) -> x509.Certificate:
-    """A certificate for 127.0.0.1, as a server certificate must name it."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +21,7 @@ def tls_stack(tmp_path_factory) -> Iterator[tuple[Stack, ssl.SSLContext]]:
     write_e2e_config(base / "config")
     key = helpers.make_key()
     cert = base / "fullchain.pem"
-    cert.write_bytes(helpers.cert_pem(server_certificate(key)))
+    cert.write_bytes(helpers.cert_pem(helpers.make_cert(key, days=1, ip_address="127.0.0.1")))
     (base / "privkey.pem").write_bytes(helpers.key_pem(key))
     stack = Stack.for_config_dir(base / "state", base / "config", free_port())
     stack.tls = (cert, base / "privkey.pem")
