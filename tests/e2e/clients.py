@@ -144,6 +144,70 @@ class Skopeo:
         return path
 
 
+# --- podman -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Podman:
+    """podman (root, vfs storage) with its storage and every config file in ``directory``."""
+
+    directory: Path
+    registry: str
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "tmp").mkdir(exist_ok=True)
+        self.registries_conf.write_text(
+            f"""unqualified-search-registries = []
+
+[[registry]]
+location = "{self.registry}"
+# Plain HTTP: the test stack has no TLS.
+insecure = true
+"""
+        )
+        self.containers_conf.write_text(
+            f"""[engine]
+# No systemd here; and events must not go to the journal or /run.
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{self.directory / "events.log"}"
+tmp_dir = "{self.directory / "tmp"}"
+"""
+        )
+
+    @property
+    def registries_conf(self) -> Path:
+        return self.directory / "registries.conf"
+
+    @property
+    def containers_conf(self) -> Path:
+        return self.directory / "containers.conf"
+
+    @property
+    def auth_file(self) -> Path:
+        return self.directory / "auth.json"
+
+    def __call__(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> Result:
+        """Run ``podman ARGS`` with this storage and these config files."""
+        return run(
+            [
+                "podman",
+                "--root", str(self.directory / "root"),
+                "--runroot", str(self.directory / "runroot"),
+                "--storage-driver", "vfs",
+                "--tmpdir", str(self.directory / "tmp"),
+                *args,
+            ],
+            env={
+                "CONTAINERS_CONF": str(self.containers_conf),
+                "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
+                "REGISTRY_AUTH_FILE": str(self.auth_file),
+            },
+            timeout=timeout,
+        )  # fmt: skip
+
+
 # --- the registry, seen over HTTP ----------------------------------------------------------------
 
 
