@@ -339,7 +339,9 @@ class Dockerd:
         return self.directory / "exec"
 
     def command(self) -> list[str]:
-        (self.directory / "daemon.json").write_text("{}")
+        # The trust key would go to /etc/docker/key.json; 20.10 has no flag for it, only this key.
+        config = {"deprecated-key-path": str(self.directory / "key.json")}
+        (self.directory / "daemon.json").write_text(json.dumps(config))
         return [
             DOCKERD,
             "--config-file", str(self.directory / "daemon.json"),
@@ -347,8 +349,6 @@ class Dockerd:
             "--exec-root", str(self.exec_root),
             "--pidfile", str(self.directory / "dockerd.pid"),
             "-H", f"unix://{self.socket}",
-            # Keep the trust key out of /etc/docker (the hidden 20.10 flag for its path).
-            "--deprecated-key-path", str(self.directory / "key.json"),
             # No networking set-up on the host: the tests only push and pull.
             "--iptables=false", "--ip6tables=false", "--ip-masq=false",
             "--bridge=none", "--userland-proxy=false",
