@@ -157,6 +157,8 @@ class Podman:
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "tmp").mkdir(exist_ok=True)
+        # podman refuses to run when REGISTRY_AUTH_FILE names a file that does not exist.
+        self.auth_file.write_text('{"auths": {}}')
         self.registries_conf.write_text(
             f"""unqualified-search-registries = []
 
