@@ -43,7 +43,11 @@ DEV_GRANTS = {
 
 
 def ensure_dev_config(
-    config_dir: Path, out=sys.stdout, issuer: str = DEV_ISSUER, service: str = DEV_SERVICE
+    config_dir: Path,
+    out=sys.stdout,
+    issuer: str = DEV_ISSUER,
+    service: str = DEV_SERVICE,
+    grants: dict | None = None,
 ) -> None:
     """Create the missing files of a working configuration in ``config_dir``."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -59,10 +63,10 @@ def ensure_dev_config(
         print(f"created {key_path} and {cert_path}", file=out)
     if not (config_dir / USERS_FILE).exists():
         users = {}
-        for name, grants in DEV_GRANTS.items():
+        for name, user_grants in (DEV_GRANTS if grants is None else grants).items():
             password = secrets.token_urlsafe(12)
             pass_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(USER_BCRYPT_COST)).decode()
-            users[name] = {"pass_hash": pass_hash, **grants}
+            users[name] = {"pass_hash": pass_hash, **user_grants}
             print(f"created user {name!r} with password {password} (shown only now)", file=out)
         write_atomic(config_dir / USERS_FILE, json.dumps(users, indent=4).encode())
     if not (config_dir / REPOSITORIES_FILE).exists():
@@ -77,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init-only",
         action="store_true",
-        help="only create the missing files (ISSUER and SERVICE from AUTH_SERVICE_ISSUER and "
-        "AUTH_SERVICE_SERVICE if set), then exit",
+        help="only create the missing files, with one user, admin (ISSUER and SERVICE from "
+        "AUTH_SERVICE_ISSUER and AUTH_SERVICE_SERVICE if set), then exit",
     )
     args = parser.parse_args(argv)
     config_dir = config_dir_from_env()
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         config_dir,
         issuer=os.environ.get("AUTH_SERVICE_ISSUER", DEV_ISSUER),
         service=os.environ.get("AUTH_SERVICE_SERVICE", DEV_SERVICE),
+        # A deployment starts with its administrator only; the example users are for trying out.
+        grants={"admin": DEV_GRANTS["admin"]} if args.init_only else None,
     )
     if args.init_only:
         return

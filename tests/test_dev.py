@@ -1,6 +1,7 @@
 """The development bootstrap creates a working configuration, once."""
 
 import io
+import json
 import re
 
 from auth_service import create_app
@@ -47,6 +48,7 @@ def test_init_only_takes_issuer_and_service_from_the_environment(tmp_path, monke
     monkeypatch.setenv("AUTH_SERVICE_ISSUER", "compose-issuer")
     monkeypatch.setenv("AUTH_SERVICE_SERVICE", "registry.example.org")
     dev.main(["--init-only"])
+    assert set(json.loads((tmp_path / "users.json").read_text())) == {"admin"}
     settings = load_settings(tmp_path, environ={})
     assert settings.issuer == "compose-issuer"
     assert settings.services == ("registry.example.org",)
