@@ -48,6 +48,7 @@ def ensure_dev_config(
     issuer: str = DEV_ISSUER,
     service: str = DEV_SERVICE,
     grants: dict | None = None,
+    public: tuple[str, ...] = ("public-image",),
 ) -> None:
     """Create the missing files of a working configuration in ``config_dir``."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def ensure_dev_config(
             print(f"created user {name!r} with password {password} (shown only now)", file=out)
         write_atomic(config_dir / USERS_FILE, json.dumps(users, indent=4).encode())
     if not (config_dir / REPOSITORIES_FILE).exists():
-        document = {"blacklist": False, "repositories": ["public-image"]}
+        document = {"blacklist": False, "repositories": list(public)}
         write_atomic(config_dir / REPOSITORIES_FILE, json.dumps(document, indent=4).encode())
         print(f"created {config_dir / REPOSITORIES_FILE}", file=out)
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         service=os.environ.get("AUTH_SERVICE_SERVICE", DEV_SERVICE),
         # A deployment starts with its administrator only; the example users are for trying out.
         grants={"admin": DEV_GRANTS["admin"]} if args.init_only else None,
+        public=() if args.init_only else ("public-image",),
     )
     if args.init_only:
         return

@@ -49,6 +49,7 @@ def test_init_only_takes_issuer_and_service_from_the_environment(tmp_path, monke
     monkeypatch.setenv("AUTH_SERVICE_SERVICE", "registry.example.org")
     dev.main(["--init-only"])
     assert set(json.loads((tmp_path / "users.json").read_text())) == {"admin"}
+    assert json.loads((tmp_path / "repositories.json").read_text())["repositories"] == []
     settings = load_settings(tmp_path, environ={})
     assert settings.issuer == "compose-issuer"
     assert settings.services == ("registry.example.org",)
