@@ -60,7 +60,7 @@ def seeded(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> images.Ima
 def test_pull_with_credentials(stack: Stack, containerd: Containerd, seeded: images.Image) -> None:
     reference = f"{stack.host}/{PULL_REPOSITORY}:1"
     result = containerd.ctr(
-        "images", "pull", "--plain-http", "--user", credentials("reader"), reference
+        "images", "pull", "--plain-http", "--user", credentials("alice"), reference
     )
     assert result.rc == 0, result
     listed = containerd.ctr("images", "ls")
@@ -75,7 +75,7 @@ def test_pull_with_a_wrong_password_fails(
     stack: Stack, containerd: Containerd, seeded: images.Image
 ) -> None:
     result = containerd.ctr(
-        "images", "pull", "--plain-http", "--user", credentials("reader", "wrong-password"),
+        "images", "pull", "--plain-http", "--user", credentials("alice", "wrong-password"),
         f"{stack.host}/{PULL_REPOSITORY}:1",
     )  # fmt: skip
     assert result.rc != 0, result

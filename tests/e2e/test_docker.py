@@ -11,7 +11,15 @@ import pytest
 from auth_service.stack import Stack
 
 from . import images
-from .clients import Dockerd, Result, Skopeo, mount_requests, registry_tags, running_dockerd
+from .clients import (
+    Dockerd,
+    Result,
+    Skopeo,
+    mount_requests,
+    mount_status,
+    registry_tags,
+    running_dockerd,
+)
 from .conftest import password
 
 REPOSITORY = "docker/app"
@@ -105,7 +113,8 @@ def test_push_and_a_second_push_mounts_the_layer(
     assert second.rc == 0, second
     assert f"Mounted from {REPOSITORY}" in second.output
     assert registry_tags(stack, SECOND_REPOSITORY) == ["1"]
-    assert mount_requests(stack, SECOND_REPOSITORY, REPOSITORY)
+    mounts = mount_requests(stack, SECOND_REPOSITORY, REPOSITORY)
+    assert 201 in [mount_status(line) for line in mounts], mounts
 
 
 def test_push_is_denied_to_a_pull_only_user(
