@@ -82,16 +82,12 @@ def run(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as expired:
-        output = expired.output.decode(errors="replace") if expired.output else ""
+        # subprocess.run has killed the command; what it printed may be str or bytes by now.
+        output = expired.output or ""
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
         pytest.fail(f"{' '.join(args)} did not finish in {timeout:.0f}s:\n{output}")
     return Result(completed.returncode, completed.stdout)
-
-
-def run_ok(args: Sequence[str], **kwargs) -> Result:
-    """Run a command that must succeed; the test fails with its output otherwise."""
-    result = run(args, **kwargs)
-    assert result.rc == 0, f"{' '.join(args)}: {result}"
-    return result
 
 
 # --- skopeo -------------------------------------------------------------------------------------
@@ -361,9 +357,9 @@ class Dockerd:
 
     def start(self) -> None:
         """Start dockerd and wait until its API answers."""
-        # Directories dockerd creates outside ``directory`` whatever its flags say.
-        self._created_outside = [p for p in (Path("/run/docker/plugins"), Path("/run/docker"))
-                                 if not p.exists()]  # fmt: skip
+        # dockerd creates these whatever its flags say; stop() removes them if they were new.
+        outside = (Path("/run/docker/plugins"), Path("/run/docker"))
+        self._created_outside = [path for path in outside if not path.exists()]
         self.directory.mkdir(parents=True, exist_ok=True)
         self.daemon = Daemon("dockerd", self.command(), self.directory / "dockerd.log")
         self.daemon.start()
@@ -376,7 +372,8 @@ class Dockerd:
         # dockerd leaves its network-namespace bind mount behind when it exits.
         netns = self.exec_root / "netns" / "default"
         if _mounted(netns):
-            run(["umount", str(netns)], timeout=10)
+            unmounted = run(["umount", str(netns)], timeout=10)
+            assert unmounted.rc == 0, f"umount {netns}: {unmounted}"
         for path in self._created_outside:
             with contextlib.suppress(OSError):
                 path.rmdir()  # only if empty: another dockerd may be using it by now
