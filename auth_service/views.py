@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .credentials import credentials_from_form, parse_authorization
 from .service import BadRequest, TokenGrant, TokenService, Unauthorized
@@ -47,6 +47,10 @@ def _form() -> MultiDict[str, str]:
     """The form-encoded POST body; anything else is a 400."""
     if request.mimetype != "application/x-www-form-urlencoded":
         raise BadRequest("the body must be application/x-www-form-urlencoded")
+    # Checked here as well: some Werkzeug versions quietly read an over-long form as empty.
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
     try:
         return request.form
     except UnicodeDecodeError:
@@ -139,8 +143,10 @@ MAX_BODY_BYTES = 64 * 1024
 
 def init_app(app: Flask) -> None:
     """Register the endpoint and JSON error pages."""
-    app.config.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
-    app.config.setdefault("MAX_FORM_MEMORY_SIZE", MAX_BODY_BYTES)
+    # Flask's defaults are None (no limit) and 500 kB; ours are stricter.
+    for name in ("MAX_CONTENT_LENGTH", "MAX_FORM_MEMORY_SIZE"):
+        if app.config.get(name) in (None, app.default_config.get(name)):
+            app.config[name] = MAX_BODY_BYTES
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
