@@ -9,9 +9,13 @@ from flask import Flask
 
 from . import views
 from .live_config import LiveConfig
+from .refresh_tokens import KEY_LABEL as REFRESH_KEY_LABEL
+from .refresh_tokens import RefreshTokenCodec
+from .revocations import load_revocations
 from .service import TokenService
 from .settings import load_settings
 from .tokens import TokenSigner
+from .watched_file import WatchedFiles
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -26,9 +30,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings.key_path, settings.cert_path, settings.issuer, settings.token_lifetime
     )
     live = LiveConfig(settings.users_path, settings.repositories_path, settings.bcrypt_cost)
+    revocations = WatchedFiles(
+        [settings.revocations_path], lambda: load_revocations(settings.revocations_path)
+    )
+    refresh = None
+    if settings.refresh_token_lifetime:
+        refresh = RefreshTokenCodec(
+            signer.derive_secret(REFRESH_KEY_LABEL), settings.refresh_token_lifetime
+        )
 
     app = Flask(__name__)
     app.config.from_mapping(overrides)
-    app.extensions[views.EXTENSION] = TokenService(settings, signer, live)
+    app.extensions[views.EXTENSION] = TokenService(settings, signer, live, refresh, revocations)
     views.init_app(app)
     return app

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from .credentials import Anonymous, BasicCredentials, Credentials, InvalidCredentials
 from .live_config import LiveConfig
 from .policy import Grant, grant_access
+from .refresh_tokens import InvalidRefreshToken, RefreshTokenCodec
+from .revocations import Revocations
 from .scopes import ScopeError, parse_scopes
 from .settings import Settings
 from .tokens import IssuedToken, TokenSigner
 from .users import User, UserDirectory
+from .watched_file import WatchedFiles
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class TokenGrant:
     subject: str
     audience: str
     grants: list[Grant]
+    refresh_token: str | None = None
 
     @property
     def scope(self) -> str:
@@ -51,10 +55,19 @@ class TokenGrant:
 class TokenService:
     """Composes the settings, the live access files and the signer into token decisions."""
 
-    def __init__(self, settings: Settings, signer: TokenSigner, live: LiveConfig) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        signer: TokenSigner,
+        live: LiveConfig,
+        refresh: RefreshTokenCodec | None,
+        revocations: WatchedFiles[Revocations],
+    ) -> None:
         self.settings = settings
         self.signer = signer
         self.live = live
+        self.refresh = refresh  # None: refresh tokens are disabled
+        self.revocations = revocations
 
     def audience_for(self, requested: str | None) -> str:
         """The registry the token is for: the requested ``service`` if allowed.
@@ -85,20 +98,17 @@ class TokenService:
             raise Unauthorized(BAD_CREDENTIALS)
         return user
 
-    def grant_token(
-        self, credentials: Credentials, service: str | None, scope_values: Iterable[str]
-    ) -> TokenGrant:
-        """Decide and sign one token; raises BadRequest or Unauthorized."""
-        if isinstance(credentials, InvalidCredentials):
-            raise Unauthorized(credentials.reason)  # before any other work: no oracle, no cost
+    def _requests(self, service: str | None, scope_values: Iterable[str]):
         audience = self.audience_for(service)
         try:
-            requests = parse_scopes(scope_values)
+            return audience, parse_scopes(scope_values)
         except ScopeError as exc:
             raise BadRequest(str(exc)) from None
-        access_files = self.live.current()
-        user = self.authenticate(credentials, access_files.users)
-        grants = grant_access(user, requests, access_files.anonymous)
+
+    def _sign(
+        self, user: User | None, audience: str, requests, anonymous, refresh_token: str | None
+    ) -> TokenGrant:
+        grants = grant_access(user, requests, anonymous)
         subject = user.name if user is not None else ""
         issued = self.signer.issue(subject, audience, [grant.claim() for grant in grants])
         log.info(
@@ -107,4 +117,58 @@ class TokenService:
             audience,
             " ".join(f"{g.type}:{g.name}:{','.join(g.actions) or '-'}" for g in grants) or "-",
         )
-        return TokenGrant(issued, subject, audience, grants)
+        return TokenGrant(issued, subject, audience, grants, refresh_token)
+
+    def grant_token(
+        self,
+        credentials: Credentials,
+        service: str | None,
+        scope_values: Iterable[str],
+        offline: bool = False,
+    ) -> TokenGrant:
+        """Decide and sign one token; raises BadRequest or Unauthorized.
+
+        ``offline``: also issue a refresh token, if the client authenticated and refresh tokens
+        are enabled.
+        """
+        if isinstance(credentials, InvalidCredentials):
+            raise Unauthorized(credentials.reason)  # before any other work: no oracle, no cost
+        audience, requests = self._requests(service, scope_values)
+        access_files = self.live.current()
+        user = self.authenticate(credentials, access_files.users)
+        refresh_token = None
+        if offline and user is not None and self.refresh is not None:
+            refresh_token, claims = self.refresh.issue(user, audience)
+            log.info(
+                "refresh token issued: sub=%r service=%r id=%s expires=%d",
+                user.name,
+                audience,
+                claims.token_id,
+                claims.expires_at,
+            )
+        return self._sign(user, audience, requests, access_files.anonymous, refresh_token)
+
+    def grant_refreshed(
+        self,
+        refresh_token: str,
+        service: str | None,
+        scope_values: Iterable[str],
+        return_refresh_token: bool = False,
+    ) -> TokenGrant:
+        """An access token for the user a refresh token stands for, with today's grants.
+
+        The refresh token is never rotated: docker keeps using the one it stored at login.
+        """
+        if self.refresh is None:
+            raise Unauthorized("refresh tokens are disabled: log in again")
+        audience, requests = self._requests(service, scope_values)
+        access_files = self.live.current()
+        try:
+            user = self.refresh.verify(
+                refresh_token, audience, access_files.users, self.revocations.current()
+            )
+        except InvalidRefreshToken as exc:
+            log.info("refresh token refused: %s", exc)
+            raise Unauthorized(str(exc)) from None
+        same = refresh_token if return_refresh_token else None
+        return self._sign(user, audience, requests, access_files.anonymous, same)

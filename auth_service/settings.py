@@ -26,6 +26,7 @@ DEFAULT_CONFIG_DIR = "config"
 CONFIG_FILE = "config.py"
 USERS_FILE = "users.json"
 REPOSITORIES_FILE = "repositories.json"
+REVOCATIONS_FILE = "revocations.json"
 
 # Names the original service read that mean nothing here: the audience is the registry's
 # `service` parameter, and the listening address belongs to uWSGI.
@@ -45,6 +46,7 @@ class Settings:
     cert_path: Path | None
     services: tuple[str, ...]  # empty: any requested service is accepted
     token_lifetime: int
+    refresh_token_lifetime: int  # 0: no refresh tokens
     anonymous_access: bool
     realm: str
     bcrypt_cost: int | None  # None: the cost most users' hashes have
@@ -56,6 +58,10 @@ class Settings:
     @property
     def repositories_path(self) -> Path:
         return self.config_dir / REPOSITORIES_FILE
+
+    @property
+    def revocations_path(self) -> Path:
+        return self.config_dir / REVOCATIONS_FILE
 
 
 # --- value parsers: each takes the raw value (from Python or a string from the environment) ---
@@ -114,6 +120,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "CERT_PATH": (_text, None),
     "SERVICE": (_service_names, ()),
     "TOKEN_LIFETIME": (_integer(60, 86400), 900),
+    "REFRESH_TOKEN_LIFETIME": (_integer(0, 366 * 86400), 30 * 86400),
     "ANONYMOUS_ACCESS": (_boolean, True),
     "REALM": (_text, "Docker registry"),
     "BCRYPT_COST": (_integer(4, 31), None),
@@ -197,6 +204,7 @@ def load_settings(
         cert_path=_resolve(config_dir, cert) if cert else None,
         services=services,
         token_lifetime=values["TOKEN_LIFETIME"],
+        refresh_token_lifetime=values["REFRESH_TOKEN_LIFETIME"],
         anonymous_access=values["ANONYMOUS_ACCESS"],
         realm=values["REALM"],
         bcrypt_cost=values["BCRYPT_COST"],

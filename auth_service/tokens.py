@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -165,6 +166,16 @@ class TokenSigner:
                 "it (or a jwks file) to find the signing key"
             )
         return cls(key, cert, issuer, lifetime)
+
+    def derive_secret(self, label: bytes) -> bytes:
+        """A secret for another purpose (``label``), derived from the signing key: every
+        instance with the same key derives the same secret, and rotating the key changes it."""
+        der = self._key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return hmac.new(der, label, hashlib.sha256).digest()
 
     def issue(self, subject: str, audience: str, access: Sequence[dict[str, Any]]) -> IssuedToken:
         """A signed access token for ``subject`` at registry ``audience`` with ``access``."""

@@ -79,37 +79,58 @@ def _answer(attempt: Callable[[], TokenGrant], with_scope: bool) -> Response:
     }
     if with_scope:
         body["scope"] = granted.scope  # OAuth2: REQUIRED, what was granted
+    if granted.refresh_token:
+        body["refresh_token"] = granted.refresh_token
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def token() -> Response:
-    """``GET /v2/token``: a token for the requested scopes, or a 400/401 JSON error."""
+    """``GET /v2/token``: a token for the requested scopes, or a 400/401 JSON error.
+
+    ``offline_token=true`` (what ``docker login`` sends) also returns a refresh token.
+    """
     credentials = parse_authorization(request.environ.get("HTTP_AUTHORIZATION"))
 
     def attempt() -> TokenGrant:
         args = _query_args()
-        return _service().grant_token(credentials, args.get("service"), args.getlist("scope"))
+        return _service().grant_token(
+            credentials,
+            args.get("service"),
+            args.getlist("scope"),
+            offline=args.get("offline_token", "").lower() == "true",
+        )
 
     return _answer(attempt, with_scope=False)
 
 
 def token_oauth() -> Response:
-    """``POST /v2/token``: the OAuth2 password grant (containerd and buildkit try it first).
+    """``POST /v2/token``: the OAuth2 token endpoint (Distribution's oauth.md).
 
-    It decides exactly as GET with Basic credentials would. Refresh tokens are not issued, so
-    the refresh grant is refused with 400, on which clients fall back to GET.
+    ``grant_type=password`` decides exactly as GET with Basic credentials would (containerd and
+    buildkit try it first); ``grant_type=refresh_token`` is what docker, podman and skopeo use once
+    they hold a refresh token. ``access_type=offline`` returns a refresh token: a new one for the
+    password grant, the same one for the refresh grant. One ``scope`` field holds
+    space-separated scopes.
     """
 
     def attempt() -> TokenGrant:
         form = _form()
         grant_type = form.get("grant_type")
-        if grant_type != "password":
-            raise BadRequest(f"unsupported grant_type {grant_type!r} (supported: password)")
-        credentials = credentials_from_form(form.get("username"), form.get("password"))
-        # OAuth2 sends one scope parameter holding space-separated scopes.
-        return _service().grant_token(credentials, form.get("service"), form.getlist("scope"))
+        service, scopes = form.get("service"), form.getlist("scope")
+        offline = form.get("access_type") == "offline"
+        if grant_type == "password":
+            credentials = credentials_from_form(form.get("username"), form.get("password"))
+            return _service().grant_token(credentials, service, scopes, offline=offline)
+        if grant_type == "refresh_token":
+            refresh_token = form.get("refresh_token")
+            if not refresh_token:
+                raise BadRequest("refresh_token is required")
+            return _service().grant_refreshed(refresh_token, service, scopes, offline)
+        raise BadRequest(
+            f"unsupported grant_type {grant_type!r} (supported: password, refresh_token)"
+        )
 
     return _answer(attempt, with_scope=True)
 

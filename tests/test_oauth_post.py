@@ -33,7 +33,7 @@ def test_password_grant(client, signing_cert):
     assert body["access_token"] == body["token"]
     assert type(body["expires_in"]) is int
     assert body["scope"] == "repository:team/app:pull,push"
-    assert "refresh_token" not in body
+    assert "refresh_token" not in body  # only with access_type=offline
     claims = helpers.verify_token(body["access_token"], signing_cert)
     assert claims["sub"] == "alice"
     assert access_of(claims) == {
@@ -67,7 +67,7 @@ def test_wrong_password_and_unknown_user_match_get(client):
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"grant_type": "refresh_token", "refresh_token": "x"},
+        {"grant_type": "refresh_token"},  # without the refresh_token field
         {"grant_type": "authorization_code"},
         {"grant_type": ""},
         {"scope": "repository::pull"},

@@ -113,8 +113,9 @@ def test_docker_login_shape(get_token, client):
         f"/v2/token?account=alice&client_id=docker&offline_token=true&service={SERVICE}",
         headers=basic("alice", "alice-pw"),
     )
-    # no POST grant yet: a refresh token would lock docker into a flow that cannot work
-    assert "refresh_token" not in response.get_json()
+    assert response.get_json()["refresh_token"].startswith("rt1.")
+    without = client.get(f"/v2/token?service={SERVICE}", headers=basic("alice", "alice-pw"))
+    assert "refresh_token" not in without.get_json()
 
 
 def test_wrong_password_and_unknown_user_are_indistinguishable(client):
