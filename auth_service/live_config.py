@@ -1,9 +1,10 @@
-"""``users.json`` and ``repositories.json``, kept current while the service runs.
+"""``users.json``, ``groups.json`` and ``repositories.json``, kept current while the service runs.
 
 The files are parsed when they change, never per request: at most once a second a request
-``stat``s them, and only a changed size, mtime or inode triggers a reload. A reload validates both
-files and swaps them in together; a broken edit is logged once and the last good pair keeps
-serving, so a typo never locks everybody out.
+``stat``s them, and only a changed size, mtime or inode (or a file appearing or going away)
+triggers a reload. A reload validates all files and swaps them in together; a broken edit is
+logged once and the last good set keeps serving, so a typo never locks everybody out.
+``groups.json`` is optional: without it there are no groups.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .groups import GROUPS_FILE, load_groups
 from .repositories import AnonymousAccess, load_repositories
 from .users import UserDirectory, load_users
 
@@ -44,7 +46,10 @@ def _stamp(path: Path) -> FileStamp:
 
 
 class LiveConfig:
-    """Holds the current :class:`AccessFiles` and reloads them when the files change."""
+    """Holds the current :class:`AccessFiles` and reloads them when the files change.
+
+    ``groups_path`` defaults to ``groups.json`` beside ``users.json``.
+    """
 
     def __init__(
         self,
@@ -52,8 +57,10 @@ class LiveConfig:
         repositories_path: Path,
         bcrypt_cost: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        groups_path: Path | None = None,
     ) -> None:
-        self._paths = (users_path, repositories_path)
+        groups_path = users_path.with_name(GROUPS_FILE) if groups_path is None else groups_path
+        self._paths = (users_path, repositories_path, groups_path)
         self._bcrypt_cost = bcrypt_cost
         self._clock = clock
         self._lock = threading.Lock()
@@ -67,9 +74,10 @@ class LiveConfig:
         return tuple(_stamp(path) for path in self._paths)
 
     def _load(self) -> AccessFiles:
-        users_path, repositories_path = self._paths
+        users_path, repositories_path, groups_path = self._paths
+        groups = load_groups(groups_path)  # first: users name groups, so need them to parse
         return AccessFiles(
-            load_users(users_path, self._bcrypt_cost), load_repositories(repositories_path)
+            load_users(users_path, self._bcrypt_cost, groups), load_repositories(repositories_path)
         )
 
     def current(self) -> AccessFiles:

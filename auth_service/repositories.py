@@ -3,20 +3,28 @@
     {"blacklist": false, "repositories": ["public-image"]}
 
 ``false`` makes the list a whitelist (only these are public), ``true`` a blacklist (all but these
-are). The original service spelled the key ``backlist``; it is still read, with a warning.
+are). Entries may be patterns (``"public/*"``, :mod:`.patterns`), but not ``${user}``: anonymous
+clients have no name. The original service spelled the key ``backlist``; it is still read, with a
+warning.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .actions import PULL
 from .errors import ConfigError
 from .jsonfile import read_json
-from .scopes import is_valid_name
+from .patterns import USER, PatternError, compile_pattern
+from .rules import Reason, RuleSet
+
+REPOSITORIES_FILE = "repositories.json"
+_PULL_ONLY = frozenset((PULL,))
+_NOT_LISTED = Reason(note="anonymous policy: not listed")
+_NOT_BLACKLISTED = Reason(note="anonymous policy: not blacklisted")
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +37,27 @@ class AnonymousAccess:
 
     blacklist: bool
     repositories: frozenset[str]
+    rules: RuleSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        mode = "blacklist" if self.blacklist else "whitelist"
+        grants = {name: _PULL_ONLY for name in self.repositories}
+        object.__setattr__(self, "rules", RuleSet.from_grants(grants, REPOSITORIES_FILE, mode))
+
+    def decide(self, name: str) -> tuple[frozenset[str], Reason]:
+        """What an anonymous client may do on repository ``name`` (pull, or nothing), and why."""
+        match = self.rules.lookup(name, None)
+        if match is None:
+            if self.blacklist:
+                return _PULL_ONLY, _NOT_BLACKLISTED
+            return frozenset(), _NOT_LISTED
+        # The most specific listed entry is the one reported; any listed entry decides alike.
+        reason = Reason(match.origins[:1])
+        return (frozenset() if self.blacklist else _PULL_ONLY), reason
 
     def actions_for(self, name: str) -> frozenset[str]:
         """What an anonymous client may do on repository ``name``: pull, or nothing."""
-        listed = name in self.repositories
-        return frozenset((PULL,)) if listed != self.blacklist else frozenset()
+        return self.decide(name)[0]
 
 
 def parse_repositories(path: Path, document: Any) -> AnonymousAccess:
@@ -61,8 +85,16 @@ def parse_repositories(path: Path, document: Any) -> AnonymousAccess:
     if not isinstance(names, list):
         raise ConfigError(str(path), "repositories", "must be a list of repository names")
     for name in names:
-        if not isinstance(name, str) or not is_valid_name(name):
+        if not isinstance(name, str):
             raise ConfigError(str(path), "repositories", f"{name!r} is not a repository name")
+        try:
+            pattern = compile_pattern(name)
+        except PatternError as exc:
+            raise ConfigError(str(path), "repositories", f"{name!r} {exc}") from None
+        if pattern.users:
+            raise ConfigError(
+                str(path), "repositories", f"{name!r}: {USER} has no meaning for anonymous clients"
+            )
     return AnonymousAccess(any(modes.values()), frozenset(names))
 
 

@@ -1,10 +1,13 @@
 """``users.json``: the user directory, and password verification that doesn't leak who exists.
 
-Format, unchanged from the original service::
+Format of the original service, which still means what it meant::
 
     {"alice": {"pass_hash": "$2b$12$...", "repositories": {"team/app": ["pull", "push"],
                                                           "*": ["pull"]},
                "catalog": false}}
+
+On top of it, repository keys may be patterns (:mod:`.patterns`), and ``"groups": [...]`` names
+groups of ``groups.json`` (:mod:`.groups`) whose rights the user shares.
 """
 
 from __future__ import annotations
@@ -20,26 +23,36 @@ from typing import Any
 
 import bcrypt
 
-from .actions import ALL, GRANTABLE
 from .errors import ConfigError
+from .groups import GROUPS_FILE, Group
 from .jsonfile import read_json
-from .scopes import is_valid_name
+from .rules import RuleSet, parse_grants
 
 # bcrypt's modular-crypt format; $2y$ is what Apache's `htpasswd -B` writes.
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 BCRYPT_MAX_PASSWORD_BYTES = 72
 DEFAULT_BCRYPT_COST = 12
-_USER_KEYS = {"pass_hash", "repositories", "catalog"}
+USERS_FILE = "users.json"
+_USER_KEYS = {"pass_hash", "repositories", "catalog", "groups"}
 
 
 @dataclass(frozen=True)
 class User:
-    """One account: its hash, its grants per repository key, and whether it may list the catalog."""
+    """One account: its hash, its grants per repository key, whether it may list the catalog,
+    and the groups whose rights it shares."""
 
     name: str
     pass_hash: bytes = field(repr=False)
     repositories: Mapping[str, frozenset[str]]
     catalog: bool = False
+    groups: tuple[Group, ...] = ()
+    rules: RuleSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Compiled here, once per loaded file, so that a request only looks keys up.
+        object.__setattr__(
+            self, "rules", RuleSet.from_grants(self.repositories, USERS_FILE, self.name)
+        )
 
 
 @functools.cache
@@ -87,7 +100,23 @@ def _fail(path: Path, where: str, problem: str) -> ConfigError:
     return ConfigError(str(path), where, problem)
 
 
-def _parse_user(path: Path, name: Any, entry: Any) -> User:
+def _member_of(
+    path: Path, where: str, names: Any, groups: Mapping[str, Group]
+) -> tuple[Group, ...]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _fail(path, f"{where}: groups", "must be a list of group names")
+    for group in names:
+        if group not in groups:
+            known = (
+                f"{GROUPS_FILE} defines: {', '.join(sorted(groups))}"
+                if groups
+                else f"there is no {GROUPS_FILE} or it defines none"
+            )
+            raise _fail(path, f"{where}: groups", f"unknown group {group!r} ({known})")
+    return tuple(groups[group] for group in dict.fromkeys(names))
+
+
+def _parse_user(path: Path, name: Any, entry: Any, groups: Mapping[str, Group]) -> User:
     where = f"user {name!r}"
     if not isinstance(name, str) or not name or ":" in name or name != name.strip():
         raise _fail(path, where, "user names must be non-empty, without ':' or edge spaces")
@@ -105,36 +134,33 @@ def _parse_user(path: Path, name: Any, entry: Any) -> User:
         raise _fail(path, f"{where}: pass_hash", "is not a bcrypt hash ($2a$, $2b$ or $2y$)")
     if not 4 <= bcrypt_cost(pass_hash.encode()) <= 31:
         raise _fail(path, f"{where}: pass_hash", "has a bcrypt cost outside 4..31")
-    repositories = entry.get("repositories", {})
-    if not isinstance(repositories, dict):
-        raise _fail(path, f"{where}: repositories", "must be an object of name: [actions]")
-    grants = {}
-    for repo, actions in repositories.items():
-        key = f"{where}: repositories: {repo!r}"
-        if repo != ALL and not is_valid_name(repo):
-            raise _fail(path, key, "is not a repository name or '*'")
-        if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
-            raise _fail(path, key, "must be a list of actions")
-        unknown_actions = [a for a in actions if a not in GRANTABLE]
-        if unknown_actions:
-            raise _fail(
-                path, key, f"unknown action {unknown_actions[0]!r} (allowed: pull, push, delete, *)"
-            )
-        grants[repo] = frozenset(actions)
+    grants = parse_grants(path, where, entry.get("repositories", {}))
     catalog = entry.get("catalog", False)
     if not isinstance(catalog, bool):
         raise _fail(path, f"{where}: catalog", "must be true or false")
-    return User(name, pass_hash.encode("ascii"), grants, catalog)
+    member_of = _member_of(path, where, entry.get("groups", []), groups)
+    return User(name, pass_hash.encode("ascii"), grants, catalog, member_of)
 
 
-def parse_users(path: Path, document: Any, dummy_cost: int | None = None) -> UserDirectory:
-    """Validate a decoded ``users.json``; raise :class:`ConfigError` naming the user and key."""
+def parse_users(
+    path: Path,
+    document: Any,
+    dummy_cost: int | None = None,
+    groups: Mapping[str, Group] | None = None,
+) -> UserDirectory:
+    """Validate a decoded ``users.json``; raise :class:`ConfigError` naming the user and key.
+
+    ``groups`` are those of ``groups.json``, which users may name.
+    """
     if not isinstance(document, dict):
         raise ConfigError(str(path), None, "must be a JSON object of user name: settings")
-    users = {name: _parse_user(path, name, entry) for name, entry in document.items()}
+    known = groups or {}
+    users = {name: _parse_user(path, name, entry, known) for name, entry in document.items()}
     return UserDirectory(users, dummy_cost)
 
 
-def load_users(path: Path, dummy_cost: int | None = None) -> UserDirectory:
-    """Read and validate ``users.json``."""
-    return parse_users(path, read_json(path), dummy_cost)
+def load_users(
+    path: Path, dummy_cost: int | None = None, groups: Mapping[str, Group] | None = None
+) -> UserDirectory:
+    """Read and validate ``users.json``, whose users may name ``groups``."""
+    return parse_users(path, read_json(path), dummy_cost, groups)
