@@ -2,7 +2,8 @@
 
 A key is a repository name in which three tokens may stand for something else:
 
-    *        any run of characters, ``/`` included (``team/*`` covers ``team/app/sub``)
+    *        any run of characters, ``/`` included, possibly none (``team/*`` covers
+             ``team/app/sub``; ``team*`` covers ``team``)
     ?        exactly one character
     ${user}  the name of the user the rule is applied for
 
