@@ -1,5 +1,6 @@
-"""users.json and repositories.json: validation, the original formats, and live reload."""
+"""users.json, groups.json and repositories.json: validation, the original formats, live reload."""
 
+import copy
 import json
 import logging
 import os
@@ -191,3 +192,130 @@ def test_atomic_replacement_is_noticed(config_dir, live):
     os.replace(tmp, config_dir / "users.json")
     clock.now += 1.5
     assert live.current().users.get("dave") is not None
+
+
+# Every kind of configuration error, in each file: (file, how to break it, what the message names).
+def _user_key(key, value):
+    return lambda files: files["users.json"]["alice"].__setitem__(key, value)
+
+
+def _group_key(key, value):
+    return lambda files: files["groups.json"]["developers"].__setitem__(key, value)
+
+
+def _anonymous(names):
+    return lambda files: files["repositories.json"].__setitem__("repositories", names)
+
+
+CONFIG_ERRORS = [
+    (
+        "unknown action in users.json",
+        _user_key("repositories", {"team/*": ["pull", "pul"]}),
+        ["users.json: ", "user 'alice'", "'team/*'", "unknown action 'pul'"],
+    ),
+    (
+        "unknown key in users.json",
+        _user_key("repositores", {}),
+        ["users.json: ", "user 'alice'", "unknown key 'repositores'"],
+    ),
+    (
+        "malformed pattern in users.json",
+        _user_key("repositories", {"${account}/*": ["pull"]}),
+        ["users.json: ", "user 'alice'", "'${account}/*'", "unknown placeholder"],
+    ),
+    (
+        "pattern that matches nothing in users.json",
+        _user_key("repositories", {"team//*": ["pull"]}),
+        ["users.json: ", "user 'alice'", "'team//*'", "can match no repository name"],
+    ),
+    (
+        "unknown group in users.json",
+        _user_key("groups", ["developers", "devs"]),
+        ["users.json: ", "user 'alice'", "groups", "unknown group 'devs'"],
+    ),
+    (
+        "unknown action in groups.json",
+        _group_key("repositories", {"team/*": ["frob"]}),
+        ["groups.json: ", "group 'developers'", "'team/*'", "unknown action 'frob'"],
+    ),
+    (
+        "unknown key in groups.json",
+        _group_key("repositores", {}),
+        ["groups.json: ", "group 'developers'", "unknown key 'repositores'"],
+    ),
+    (
+        "malformed pattern in groups.json",
+        _group_key("repositories", {"team/[a-z]*": ["pull"]}),
+        ["groups.json: ", "group 'developers'", "'team/[a-z]*'", "'[' is not allowed"],
+    ),
+    (
+        "catalog not a boolean in groups.json",
+        _group_key("catalog", "yes"),
+        ["groups.json: ", "group 'developers'", "catalog", "must be true or false"],
+    ),
+    (
+        "malformed pattern in repositories.json",
+        _anonymous(["public/*", "pub?ic/["]),
+        ["repositories.json: ", "repositories", "'pub?ic/['", "not allowed"],
+    ),
+    (
+        "${user} in repositories.json",
+        _anonymous(["${user}/*"]),
+        ["repositories.json: ", "repositories", "'${user}/*'", "no meaning for anonymous"],
+    ),
+    (
+        "unknown key in repositories.json",
+        lambda files: files["repositories.json"].__setitem__("repos", []),
+        ["repositories.json: ", "repos", "unknown key"],
+    ),
+]
+
+
+def good_files():
+    """A valid set of the three access files, with a group and a pattern in each."""
+    users = copy.deepcopy(helpers.users_document())
+    users["alice"]["groups"] = ["developers"]
+    return {
+        "users.json": users,
+        "groups.json": {"developers": {"repositories": {"team/*": ["pull"]}, "catalog": False}},
+        "repositories.json": {"blacklist": False, "repositories": ["public/*"]},
+    }
+
+
+def write_files(config_dir, files):
+    for name, document in files.items():
+        helpers.write_json(config_dir / name, document)
+        bump_mtime(config_dir / name)
+
+
+@pytest.mark.parametrize(("case", "breaks", "names"), CONFIG_ERRORS)
+def test_config_error_at_start_up(config_dir, make_app, case, breaks, names):
+    files = good_files()
+    write_files(config_dir, files)
+    make_app()  # the good files start
+    breaks(files)
+    write_files(config_dir, files)
+    with pytest.raises(ConfigError) as caught:
+        make_app()
+    message = str(caught.value)
+    assert message.startswith(str(config_dir)), message
+    for part in names:
+        assert part in message, (case, message)
+
+
+@pytest.mark.parametrize(("case", "breaks", "names"), CONFIG_ERRORS)
+def test_config_error_at_reload(config_dir, case, breaks, names, caplog):
+    files = good_files()
+    write_files(config_dir, files)
+    clock = FakeClock()
+    live = LiveConfig(config_dir / "users.json", config_dir / "repositories.json", clock=clock)
+    before = live.current()
+    assert [g.name for g in before.users.get("alice").groups] == ["developers"]
+    breaks(files)
+    write_files(config_dir, files)
+    clock.now += 1.5
+    with caplog.at_level(logging.ERROR):
+        assert live.current() is before  # the last good config keeps serving
+    assert not live.last_reload_ok
+    for part in names:
+        assert part in caplog.text, (case, caplog.text)
