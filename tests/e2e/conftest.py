@@ -29,6 +29,8 @@ USERS: dict[str, tuple[str, dict[str, Any]]] = {
     "alice": ("alice-e2e-pw", {"repositories": {"*": ["pull", "push"]}}),
     "reader": ("reader-e2e-pw", {"repositories": {"*": ["pull"]}}),
     "admin": ("admin-e2e-pw", {"repositories": {"*": ["*"]}, "catalog": True}),
+    # A namespace of her own through a pattern (tests/e2e/test_namespaces.py).
+    "carol": ("carol-e2e-pw", {"repositories": {"${user}/*": ["pull", "push", "delete"]}}),
 }
 PUBLIC_REPOSITORIES = ["public/app"]
 
