@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup
 
 from .errors import ConfigError
+from .explain import explain_command
 from .refresh_tokens import VERSION as REFRESH_TOKEN_VERSION
 from .refresh_tokens import InvalidRefreshToken
 from .revocations import revoke_token, revoke_user
@@ -72,6 +73,7 @@ def cli() -> None:
 
 
 cli.add_command(tokens)
+cli.add_command(explain_command)
 
 
 def main() -> None:

@@ -9,24 +9,17 @@ logged once and the last good set keeps serving, so a typo never locks everybody
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
 from .groups import GROUPS_FILE, load_groups
 from .repositories import AnonymousAccess, load_repositories
 from .users import UserDirectory, load_users
-
-log = logging.getLogger(__name__)
+from .watched_file import WatchedFiles
 
 RELOAD_CHECK_SECONDS = 1.0
-
-FileStamp = tuple[int, int, int] | None  # (inode, size, mtime_ns), None when missing
 
 
 @dataclass(frozen=True)
@@ -35,14 +28,6 @@ class AccessFiles:
 
     users: UserDirectory
     anonymous: AnonymousAccess
-
-
-def _stamp(path: Path) -> FileStamp:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class LiveConfig:
@@ -62,16 +47,8 @@ class LiveConfig:
         groups_path = users_path.with_name(GROUPS_FILE) if groups_path is None else groups_path
         self._paths = (users_path, repositories_path, groups_path)
         self._bcrypt_cost = bcrypt_cost
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._stamps = self._read_stamps()
-        self._current = self._load()  # at start-up a ConfigError propagates: refuse to start
-        self._next_check = clock() + RELOAD_CHECK_SECONDS
-        self._failed_stamps: tuple[FileStamp, ...] | None = None
-        self.last_reload_ok = True
-
-    def _read_stamps(self) -> tuple[FileStamp, ...]:
-        return tuple(_stamp(path) for path in self._paths)
+        # At start-up a ConfigError propagates from here: refuse to start.
+        self._watched = WatchedFiles(self._paths, self._load, RELOAD_CHECK_SECONDS, clock)
 
     def _load(self) -> AccessFiles:
         users_path, repositories_path, groups_path = self._paths
@@ -82,25 +59,9 @@ class LiveConfig:
 
     def current(self) -> AccessFiles:
         """The access files in force, reloaded first if they changed on disk."""
-        if self._clock() >= self._next_check and self._lock.acquire(blocking=False):
-            try:
-                self._next_check = self._clock() + RELOAD_CHECK_SECONDS
-                self._reload_if_changed()
-            finally:
-                self._lock.release()
-        return self._current
+        return self._watched.current()
 
-    def _reload_if_changed(self) -> None:
-        stamps = self._read_stamps()
-        if stamps == self._stamps or stamps == self._failed_stamps:
-            return
-        try:
-            loaded = self._load()
-        except ConfigError as exc:
-            self._failed_stamps = stamps
-            self.last_reload_ok = False
-            log.error("configuration reload failed, still serving the last good one: %s", exc)
-            return
-        self._current, self._stamps, self._failed_stamps = loaded, stamps, None
-        self.last_reload_ok = True
-        log.info("configuration reloaded: %d users", len(loaded.users))
+    @property
+    def last_reload_ok(self) -> bool:
+        """Whether the last reload (if any) succeeded; a failed one keeps the old files."""
+        return self._watched.last_reload_ok

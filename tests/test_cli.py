@@ -61,3 +61,9 @@ def test_running_service_sees_revocation_after_reload(make_app, config_dir, monk
     service = client.application.extensions["auth_service"]
     monkeypatch.setattr(service.revocations, "_next_check", 0)  # don't wait a second
     assert refresh(client, token).status_code == 401
+
+
+def test_explain_is_part_of_the_command_line(config_dir):
+    code, output = run(config_dir, "explain", "bob", "repository:team/app:pull,push")
+    assert code == 0, output
+    assert output.strip() == 'repository:team/app: pull  (users.json: bob: "team/app")'

@@ -173,13 +173,25 @@ def test_bad_edit_keeps_last_good_config(config_dir, live, caplog):
 
 
 def test_unchanged_files_are_not_parsed_again(config_dir, live, monkeypatch):
+    from auth_service import live_config
+
     live, clock = live
     calls = []
-    monkeypatch.setattr(live, "_load", lambda: calls.append(1))
+    real_load_users = live_config.load_users
+
+    def counting_load_users(*args):
+        calls.append(1)
+        return real_load_users(*args)
+
+    monkeypatch.setattr(live_config, "load_users", counting_load_users)
     for _ in range(5):
         clock.now += 2
         live.current()
     assert calls == []
+    bump_mtime(config_dir / "users.json")  # the same check does notice a change
+    clock.now += 2
+    live.current()
+    assert calls == [1]
 
 
 def test_atomic_replacement_is_noticed(config_dir, live):
