@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +60,24 @@ def write_e2e_config(config_dir: Path) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole stack, once per test session."""
-    base = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(base: Path, tls: tuple[Path, Path] | None = None) -> Iterator[Stack]:
+    """A stack with the e2e users in ``base``, on a free port, stopped whatever happens."""
     write_e2e_config(base / "config")
     running = Stack.for_config_dir(base / "state", base / "config", free_port())
+    running.tls = tls
     running.start()
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole stack, once per test session."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 def http(

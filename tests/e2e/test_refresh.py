@@ -17,26 +17,28 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.stack import Stack, free_port
+from auth_service.stack import Stack
 
 from .. import helpers
 from . import images
 from .clients import Dockerd, Skopeo, access_log, running_containerd, running_dockerd
-from .conftest import SERVICE, basic_auth, http, password, wait_for_reload, write_e2e_config
+from .conftest import SERVICE, basic_auth, http, password, running_stack, wait_for_reload
 
 LOCAL_NAME = "e2e/refresh:1"
 
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("refresh-stack")
-    write_e2e_config(base / "config")
-    stack = Stack.for_config_dir(base / "state", base / "config", free_port())
-    stack.start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("refresh-stack")) as stack:
         yield stack
-    finally:
-        stack.stop()
+
+
+def refresh_grant(token: str, scope: str) -> tuple[dict[str, str], bytes]:
+    """Headers and body of docker's refresh grant."""
+    form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": "docker",
+            "service": SERVICE, "scope": scope}  # fmt: skip
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return headers, urllib.parse.urlencode(form).encode()
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +127,7 @@ def test_docker_keeps_an_identity_token_and_loses_it_with_the_password(
 
 
 def test_operator_revokes_every_token_of_a_user(own_stack: Stack) -> None:
-    token = refresh_token_of(own_stack, "admin")
-    form = urllib.parse.urlencode(
-        {"grant_type": "refresh_token", "refresh_token": token, "client_id": "docker",
-         "service": SERVICE, "scope": "repository:x/y:pull"}
-    ).encode()  # fmt: skip
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers, form = refresh_grant(refresh_token_of(own_stack, "admin"), "repository:x/y:pull")
     assert http("POST", own_stack.realm, headers, form)[0] == 200
 
     result = auth_service_cli(own_stack, "tokens", "revoke-user", "admin")
@@ -142,12 +139,7 @@ def test_operator_revokes_every_token_of_a_user(own_stack: Stack) -> None:
 
 
 def test_the_same_refresh_token_works_many_times(own_stack: Stack) -> None:
-    token = refresh_token_of(own_stack, "reader")
-    form = urllib.parse.urlencode(
-        {"grant_type": "refresh_token", "refresh_token": token, "client_id": "docker",
-         "service": SERVICE, "scope": "repository:a/b:pull"}
-    ).encode()  # fmt: skip
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers, form = refresh_grant(refresh_token_of(own_stack, "reader"), "repository:a/b:pull")
     statuses = [http("POST", own_stack.realm, headers, form)[0] for _ in range(50)]
     assert statuses == [200] * 50
 

@@ -9,27 +9,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from auth_service.stack import Stack, free_port
+from auth_service.stack import Stack
 
 from .. import helpers
-from .conftest import SERVICE, basic_auth, write_e2e_config
+from .conftest import SERVICE, basic_auth, running_stack
 
 
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory) -> Iterator[tuple[Stack, ssl.SSLContext]]:
     base = tmp_path_factory.mktemp("tls-stack")
-    write_e2e_config(base / "config")
     key = helpers.make_key()
     cert = base / "fullchain.pem"
     cert.write_bytes(helpers.cert_pem(helpers.make_cert(key, days=1, ip_address="127.0.0.1")))
     (base / "privkey.pem").write_bytes(helpers.key_pem(key))
-    stack = Stack.for_config_dir(base / "state", base / "config", free_port())
-    stack.tls = (cert, base / "privkey.pem")
-    stack.start()
-    try:
+    with running_stack(base, tls=(cert, base / "privkey.pem")) as stack:
         yield stack, ssl.create_default_context(cafile=str(cert))
-    finally:
-        stack.stop()
 
 
 def https(context: ssl.SSLContext, url: str, headers: dict[str, str] | None = None):
