@@ -119,3 +119,41 @@ def test_raw_query_bytes(fuzz_client, raw):
         "/v2/token", environ_overrides={"QUERY_STRING": raw.decode("latin-1")}
     )
     assert response.status_code in (200, 400)
+
+
+FORM_FIELDS = st.sampled_from(
+    ["grant_type", "username", "password", "refresh_token", "service", "scope", "access_type",
+     "client_id"]
+)  # fmt: skip
+FORM_VALUES = (
+    st.sampled_from(["password", "refresh_token", "offline", "alice", "alice-pw", helpers.SERVICE,
+                     "rt1.x.y", "repository:team/app:pull,push"])
+    | SCOPES
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.lists(st.tuples(FORM_FIELDS, FORM_VALUES), max_size=8),
+    content_type=st.sampled_from(
+        ["application/x-www-form-urlencoded", "application/json", "text/plain", ""]
+    ),
+)
+def test_no_post_body_yields_5xx(fuzz_client, fields, content_type):
+    body = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in fields)
+    response = fuzz_client.post("/v2/token", data=body, content_type=content_type)
+    assert response.status_code in (200, 400, 401), response.get_data(as_text=True)
+    assert response.is_json
+    if response.status_code == 200:
+        sent = {}
+        for name, value in fields:
+            sent.setdefault(name, value)  # the form's first value counts, as in form.get
+        claims = jwt.decode(
+            response.get_json()["access_token"],
+            signing_cert_public(fuzz_client),
+            algorithms=["ES256"],
+            options={"verify_aud": False},
+        )
+        assert sent.get("grant_type") == "password"
+        assert helpers.PASSWORDS.get(sent.get("username")) == sent.get("password")
+        assert claims["sub"] == sent["username"]
