@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,19 @@ def verify_token(
 def access_of(claims: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     """The access claim as {(type, name): set(actions)}."""
     return {(e["type"], e["name"]): set(e["actions"]) for e in claims["access"]}
+
+
+class FakeClock:
+    """A clock the test moves by hand: ``clock.now += 1.5``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def bump_mtime(path: Path) -> None:
+    """Move a file's mtime a second on, as a later edit would."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))

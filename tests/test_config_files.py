@@ -116,22 +116,9 @@ def test_bad_repositories_json(document, message):
     assert str(caught.value).startswith("repositories.json")
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def bump_mtime(path):
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-
-
 @pytest.fixture
 def live(config_dir):
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     live = LiveConfig(config_dir / "users.json", config_dir / "repositories.json", clock=clock)
     return live, clock
 
@@ -142,7 +129,7 @@ def test_reload_picks_up_a_change(config_dir, live):
     document = helpers.users_document()
     document["carol"] = {"pass_hash": HASH}
     helpers.write_json(config_dir / "users.json", document)
-    bump_mtime(config_dir / "users.json")
+    helpers.bump_mtime(config_dir / "users.json")
     assert live.current().users.get("carol") is None  # not checked again within a second
     clock.now += 1.5
     assert live.current().users.get("carol") is not None
@@ -153,7 +140,7 @@ def test_bad_edit_keeps_last_good_config(config_dir, live, caplog):
     live, clock = live
     before = live.current()
     (config_dir / "repositories.json").write_text('{"blacklist": "yes"}')
-    bump_mtime(config_dir / "repositories.json")
+    helpers.bump_mtime(config_dir / "repositories.json")
     clock.now += 1.5
     with caplog.at_level(logging.ERROR):
         assert live.current() is before
@@ -166,7 +153,7 @@ def test_bad_edit_keeps_last_good_config(config_dir, live, caplog):
     assert caplog.text == ""  # logged once per broken version, not once a second
 
     helpers.write_json(config_dir / "repositories.json", {"blacklist": True, "repositories": []})
-    bump_mtime(config_dir / "repositories.json")
+    helpers.bump_mtime(config_dir / "repositories.json")
     clock.now += 1.5
     assert live.current().anonymous.blacklist is True
     assert live.last_reload_ok
@@ -188,7 +175,7 @@ def test_unchanged_files_are_not_parsed_again(config_dir, live, monkeypatch):
         clock.now += 2
         live.current()
     assert calls == []
-    bump_mtime(config_dir / "users.json")  # the same check does notice a change
+    helpers.bump_mtime(config_dir / "users.json")  # the same check does notice a change
     clock.now += 2
     live.current()
     assert calls == [1]
@@ -297,7 +284,7 @@ def good_files():
 def write_files(config_dir, files):
     for name, document in files.items():
         helpers.write_json(config_dir / name, document)
-        bump_mtime(config_dir / name)
+        helpers.bump_mtime(config_dir / name)
 
 
 @pytest.mark.parametrize(("case", "breaks", "names"), CONFIG_ERRORS)
@@ -319,7 +306,7 @@ def test_config_error_at_start_up(config_dir, make_app, case, breaks, names):
 def test_config_error_at_reload(config_dir, case, breaks, names, caplog):
     files = good_files()
     write_files(config_dir, files)
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     live = LiveConfig(config_dir / "users.json", config_dir / "repositories.json", clock=clock)
     before = live.current()
     assert [g.name for g in before.users.get("alice").groups] == ["developers"]

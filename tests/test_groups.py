@@ -1,7 +1,5 @@
 """groups.json: parsing, membership in users.json, and the files loaded and reloaded together."""
 
-import os
-
 import pytest
 
 from auth_service.errors import ConfigError
@@ -100,19 +98,6 @@ def test_bad_membership(groups, entry, message):
     assert message in str(caught.value)
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def bump_mtime(path):
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-
-
 def pushable(live, user_name, repository):
     files = live.current()
     [result] = grant_access(
@@ -125,7 +110,7 @@ def pushable(live, user_name, repository):
 
 def test_groups_json_appears_changes_and_goes(config_dir):
     """groups.json is read with the other files: created, edited and removed while serving."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     users_path, groups_path = config_dir / "users.json", config_dir / "groups.json"
     live = LiveConfig(users_path, config_dir / "repositories.json", clock=clock)
     assert not pushable(live, "bob", "team/tool")
@@ -135,12 +120,12 @@ def test_groups_json_appears_changes_and_goes(config_dir):
     users = helpers.users_document()
     users["bob"] = {**users["bob"], "groups": ["developers"]}
     helpers.write_json(users_path, users)
-    bump_mtime(users_path)
+    helpers.bump_mtime(users_path)
     clock.now += 1.5
     assert pushable(live, "bob", "team/tool")
 
     helpers.write_json(groups_path, {"developers": {"repositories": {"team/*": ["pull"]}}})
-    bump_mtime(groups_path)
+    helpers.bump_mtime(groups_path)
     clock.now += 1.5
     assert not pushable(live, "bob", "team/tool")
     assert live.last_reload_ok

@@ -1,7 +1,6 @@
 """Refresh tokens: the codec, revocation, and the grants that use them through the app."""
 
 import json
-import os
 import time
 
 import pytest
@@ -24,16 +23,8 @@ USERS = UserDirectory({"alice": ALICE})
 NONE_REVOKED = Revocations()
 
 
-class Clock:
-    def __init__(self, now=1_800_000_000):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 def codec(clock=None, key=KEY, lifetime=3600):
-    return RefreshTokenCodec(key, lifetime, clock or Clock())
+    return RefreshTokenCodec(key, lifetime, clock or helpers.FakeClock(1_800_000_000))
 
 
 def test_round_trip():
@@ -79,7 +70,7 @@ def test_another_key_refuses():
 
 
 def test_expiry():
-    clock = Clock()
+    clock = helpers.FakeClock(1_800_000_000)
     token, _ = codec(clock).issue(ALICE, SERVICE)
     clock.now += 3599
     codec(clock).verify(token, SERVICE, USERS, NONE_REVOKED)
@@ -112,7 +103,9 @@ def test_acl_changes_do_not_revoke():
 
 def test_revocation_of_one_token_and_of_a_user(tmp_path):
     path = tmp_path / "revocations.json"
-    clock = Clock(now=int(time.time()) - 10)  # both tokens issued before the revocations
+    clock = helpers.FakeClock(
+        now=int(time.time()) - 10
+    )  # both tokens issued before the revocations
     first, first_claims = codec(clock).issue(ALICE, SERVICE)
     clock.now += 1
     second, _ = codec(clock).issue(ALICE, SERVICE)
@@ -240,8 +233,7 @@ def test_password_change_revokes_through_reload(make_app, config_dir, monkeypatc
     document = helpers.users_document()
     document["alice"]["pass_hash"] = helpers.hash_password("changed")
     helpers.write_json(config_dir / "users.json", document)
-    stat = os.stat(config_dir / "users.json")
-    os.utime(config_dir / "users.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    helpers.bump_mtime(config_dir / "users.json")
     response = refresh(client, token)
     assert response.status_code == 401
     assert "log in again" in response.get_json()["errors"][0]["message"]

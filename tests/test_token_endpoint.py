@@ -436,10 +436,7 @@ def test_user_added_at_runtime_can_log_in(make_app, config_dir, monkeypatch):
     document = helpers.users_document()
     document["carol"] = {"pass_hash": helpers.hash_password("carol-pw")}
     helpers.write_json(config_dir / "users.json", document)
-    import os
-
-    st = os.stat(config_dir / "users.json")
-    os.utime(config_dir / "users.json", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    helpers.bump_mtime(config_dir / "users.json")
     response = client.get(f"/v2/token?service={SERVICE}", headers=basic("carol", "carol-pw"))
     assert response.status_code == 200
 
