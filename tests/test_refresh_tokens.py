@@ -103,9 +103,8 @@ def test_acl_changes_do_not_revoke():
 
 def test_revocation_of_one_token_and_of_a_user(tmp_path):
     path = tmp_path / "revocations.json"
-    clock = helpers.FakeClock(
-        now=int(time.time()) - 10
-    )  # both tokens issued before the revocations
+    # both tokens are issued before the revocations
+    clock = helpers.FakeClock(int(time.time()) - 10)
     first, first_claims = codec(clock).issue(ALICE, SERVICE)
     clock.now += 1
     second, _ = codec(clock).issue(ALICE, SERVICE)
