@@ -17,8 +17,8 @@ from typing import Any
 from .errors import ConfigError
 from .jsonfile import read_json
 from .rules import RuleSet, parse_grants
+from .settings import GROUPS_FILE
 
-GROUPS_FILE = "groups.json"
 _GROUP_KEYS = {"repositories", "catalog"}
 
 

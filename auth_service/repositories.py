@@ -20,8 +20,8 @@ from .errors import ConfigError
 from .jsonfile import read_json
 from .patterns import USER, PatternError, compile_pattern
 from .rules import Reason, RuleSet
+from .settings import REPOSITORIES_FILE
 
-REPOSITORIES_FILE = "repositories.json"
 _PULL_ONLY = frozenset((PULL,))
 _NOT_LISTED = Reason(note="anonymous policy: not listed")
 _NOT_BLACKLISTED = Reason(note="anonymous policy: not blacklisted")

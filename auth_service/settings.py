@@ -27,6 +27,7 @@ CONFIG_FILE = "config.py"
 USERS_FILE = "users.json"
 REPOSITORIES_FILE = "repositories.json"
 REVOCATIONS_FILE = "revocations.json"
+GROUPS_FILE = "groups.json"
 
 # Names the original service read that mean nothing here: the audience is the registry's
 # `service` parameter, and the listening address belongs to uWSGI.

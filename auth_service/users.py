@@ -27,12 +27,12 @@ from .errors import ConfigError
 from .groups import GROUPS_FILE, Group
 from .jsonfile import read_json
 from .rules import RuleSet, parse_grants
+from .settings import USERS_FILE
 
 # bcrypt's modular-crypt format; $2y$ is what Apache's `htpasswd -B` writes.
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 BCRYPT_MAX_PASSWORD_BYTES = 72
 DEFAULT_BCRYPT_COST = 12
-USERS_FILE = "users.json"
 _USER_KEYS = {"pass_hash", "repositories", "catalog", "groups"}
 
 
