@@ -167,3 +167,15 @@ def bump_mtime(path: Path) -> None:
     """Move a file's mtime a second on, as a later edit would."""
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+# Scopes that break the grammar (protocol.md §3): the parser raises, the endpoint answers 400.
+MALFORMED_SCOPES = [
+    "foo",
+    "repository:foo",
+    "repository::pull",
+    ":::",
+    "repository:Team/App:pull",
+    "repository:../etc:pull",
+    "repository:" + "a" * 300 + ":pull",
+]

@@ -16,6 +16,7 @@ from auth_service.users import User, UserDirectory
 
 from . import helpers
 from .helpers import SERVICE, access_of, basic
+from .test_oauth_post import containerd_form, post
 
 KEY = b"k" * 32
 ALICE = User("alice", helpers.hash_password("pw").encode(), {"team/app": frozenset({"pull"})})
@@ -184,15 +185,7 @@ def test_offline_refresh_grant_returns_the_same_token(client):
 
 
 def test_password_grant_offline_returns_a_refresh_token(client):
-    form = {
-        "grant_type": "password",
-        "username": "alice",
-        "password": "alice-pw",
-        "client_id": "containerd-client",
-        "service": SERVICE,
-        "access_type": "offline",
-    }
-    response = client.post("/v2/token", data=form, content_type="application/x-www-form-urlencoded")
+    response = post(client, **containerd_form(access_type="offline"))
     token = response.get_json()["refresh_token"]
     assert refresh(client, token).status_code == 200
 
