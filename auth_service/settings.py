@@ -51,6 +51,12 @@ class Settings:
     anonymous_access: bool
     realm: str
     bcrypt_cost: int | None  # None: the cost most users' hashes have
+    credential_cache_seconds: int = 300  # 0: every login runs bcrypt
+    credential_cache_size: int = 10000
+    bcrypt_concurrency: int = 1  # bcrypt checks in flight per worker process
+    login_throttle_burst: int = 10  # wrong passwords per address and user before throttling
+    login_throttle_per_minute: int = 6  # bcrypt checks a throttled address and user then get
+    audit_log: str = "-"  # "-": standard error (uWSGI's log); "": off; else a file
 
     @property
     def users_path(self) -> Path:
@@ -64,6 +70,13 @@ class Settings:
     def revocations_path(self) -> Path:
         return self.config_dir / REVOCATIONS_FILE
 
+    @property
+    def audit_log_path(self) -> Path | None:
+        """The audit log file; None when it goes to standard error or is off."""
+        if self.audit_log in ("", "-"):
+            return None
+        return _resolve(self.config_dir, self.audit_log)
+
 
 # --- value parsers: each takes the raw value (from Python or a string from the environment) ---
 
@@ -72,6 +85,12 @@ def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty string")
     return value
+
+
+def _optional_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value.strip()
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
@@ -125,6 +144,12 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "ANONYMOUS_ACCESS": (_boolean, True),
     "REALM": (_text, "Docker registry"),
     "BCRYPT_COST": (_integer(4, 31), None),
+    "CREDENTIAL_CACHE_SECONDS": (_integer(0, 86400), 300),
+    "CREDENTIAL_CACHE_SIZE": (_integer(1, 10_000_000), 10000),
+    "BCRYPT_CONCURRENCY": (_integer(1, 64), 1),
+    "LOGIN_THROTTLE_BURST": (_integer(0, 1_000_000), 10),
+    "LOGIN_THROTTLE_PER_MINUTE": (_integer(1, 60_000), 6),
+    "AUDIT_LOG": (_optional_text, "-"),
 }
 
 
@@ -209,4 +234,10 @@ def load_settings(
         anonymous_access=values["ANONYMOUS_ACCESS"],
         realm=values["REALM"],
         bcrypt_cost=values["BCRYPT_COST"],
+        credential_cache_seconds=values["CREDENTIAL_CACHE_SECONDS"],
+        credential_cache_size=values["CREDENTIAL_CACHE_SIZE"],
+        bcrypt_concurrency=values["BCRYPT_CONCURRENCY"],
+        login_throttle_burst=values["LOGIN_THROTTLE_BURST"],
+        login_throttle_per_minute=values["LOGIN_THROTTLE_PER_MINUTE"],
+        audit_log=values["AUDIT_LOG"],
     )
