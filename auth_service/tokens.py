@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -119,12 +120,17 @@ class IssuedToken:
     token: str
     issued_at: int
     expires_in: int
+    token_id: str = ""  # the jti claim: names the token in logs, and is no secret
 
     @property
     def issued_at_rfc3339(self) -> str:
         """``issued_at`` as RFC 3339 in UTC with a ``Z``: clients decode it as a Go time.Time."""
         moment = dt.datetime.fromtimestamp(self.issued_at, dt.UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class TokenSigner:
@@ -140,6 +146,7 @@ class TokenSigner:
         source: str = "KEY_PATH",
     ) -> None:
         self._key = private_key
+        self.certificate = certificate
         self.algorithm = algorithm_for(private_key, source)
         self.key_id = libtrust_key_id(private_key.public_key())
         self.headers: dict[str, Any] = {"typ": "JWT", "kid": self.key_id}
@@ -149,6 +156,10 @@ class TokenSigner:
         self.issuer = issuer
         self.lifetime = lifetime
         self._clock = clock
+        # The header never changes: encoded once here, not on every token.
+        header = json.dumps({"alg": self.algorithm, **self.headers}, separators=(",", ":"))
+        self._header_segment = _b64url(header.encode())
+        self._sign = jwt.get_algorithm_by_name(self.algorithm).sign
 
     @classmethod
     def from_files(
@@ -167,6 +178,37 @@ class TokenSigner:
             )
         return cls(key, cert, issuer, lifetime)
 
+    def unusable_reason(self) -> str | None:
+        """Why a token signed now would be refused, or None: the health check.
+
+        The certificate must be valid now, and a token signed through :meth:`issue` must verify
+        with the key's public half.
+        """
+        now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        cert = self.certificate
+        if cert is not None:
+            if now < cert.not_valid_before_utc:
+                return f"the certificate is not valid before {cert.not_valid_before_utc}"
+            if now >= cert.not_valid_after_utc:
+                return f"the certificate expired on {cert.not_valid_after_utc}"
+        try:
+            probe = self.issue("", "health-check", [])
+            jwt.decode(
+                probe.token,
+                self._key.public_key(),
+                algorithms=[self.algorithm],
+                # Only the signature: the claims are the ones just made, on this signer's clock.
+                options={
+                    "verify_aud": False,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except Exception as exc:  # whatever breaks signing, health reports it
+            return f"the key cannot sign: {exc}"
+        return None
+
     def derive_secret(self, label: bytes) -> bytes:
         """A secret for another purpose (``label``), derived from the signing key: every
         instance with the same key derives the same secret, and rotating the key changes it."""
@@ -180,6 +222,7 @@ class TokenSigner:
     def issue(self, subject: str, audience: str, access: Sequence[dict[str, Any]]) -> IssuedToken:
         """A signed access token for ``subject`` at registry ``audience`` with ``access``."""
         now = int(self._clock())
+        token_id = secrets.token_urlsafe(18)
         claims = {
             "iss": self.issuer,
             "sub": subject,
@@ -187,11 +230,15 @@ class TokenSigner:
             "exp": now + self.lifetime,
             "nbf": now,
             "iat": now,
-            "jti": secrets.token_urlsafe(18),
+            "jti": token_id,
             "access": list(access),
         }
-        token = jwt.encode(claims, self._key, algorithm=self.algorithm, headers=self.headers)
-        return IssuedToken(token, now, self.lifetime)
+        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = f"{self._header_segment}.{payload}".encode("ascii")
+        signature = _b64url(self._sign(signing_input, self._key))  # JWS form: raw r||s for EC
+        return IssuedToken(
+            f"{self._header_segment}.{payload}.{signature}", now, self.lifetime, token_id
+        )
 
 
 def generate_signing_pair(common_name: str, days: int) -> tuple[bytes, bytes]:
