@@ -11,18 +11,16 @@ written. A missing file revokes nothing.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_atomic
+from .atomic import locked_update
 from .errors import ConfigError
-from .jsonfile import read_json
+from .jsonfile import decode_json, read_json
 
 
 @dataclass(frozen=True)
@@ -68,27 +66,24 @@ def load_revocations(path: Path) -> Revocations:
     return parse_revocations(path, read_json(path))
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise writers across processes with a lock file beside ``path``."""
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _update(path: Path, change) -> Revocations:
-    with _locked(path):
-        current = load_revocations(path)
+    """Apply ``change(tokens, users, now)`` to the file under the lock, dropping expired IDs."""
+    updated = Revocations()
+
+    def rewrite(data: bytes | None) -> bytes:
+        nonlocal updated
+        current = Revocations()
+        if data is not None:
+            current = parse_revocations(path, decode_json(path, data))
         now = int(time.time())
         tokens = {jti: exp for jti, exp in current.tokens.items() if exp > now}
         users = dict(current.users)
         change(tokens, users, now)
         updated = Revocations(tokens, users)
-        write_atomic(path, (json.dumps(updated.document(), indent=2) + "\n").encode())
-        return updated
+        return (json.dumps(updated.document(), indent=2) + "\n").encode()
+
+    locked_update(path, rewrite)
+    return updated
 
 
 def revoke_token(path: Path, token_id: str, expires_at: int) -> Revocations:
