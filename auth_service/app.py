@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import views
+from . import operations, views
 from .live_config import LiveConfig
 from .refresh_tokens import KEY_LABEL as REFRESH_KEY_LABEL
 from .refresh_tokens import RefreshTokenCodec
@@ -43,4 +43,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(overrides)
     app.extensions[views.EXTENSION] = TokenService(settings, signer, live, refresh, revocations)
     views.init_app(app)
+    operations.init_app(app)
     return app

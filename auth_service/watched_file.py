@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from . import metrics
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class WatchedFiles(Generic[T]):
         except ConfigError as exc:
             self._failed_stamps = stamps
             self.last_reload_ok = False
+            metrics.count_config_reload(ok=False)
             log.error("configuration reload failed, still serving the last good one: %s", exc)
             return
         self._current, self._stamps, self._failed_stamps = loaded, stamps, None
         self.last_reload_ok = True
+        metrics.count_config_reload(ok=True)
         log.info("configuration reloaded: %s", ", ".join(str(p) for p in self._paths))

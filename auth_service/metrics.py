@@ -1,0 +1,219 @@
+"""Prometheus metrics, counted in every uWSGI worker and summed in the exposition.
+
+prometheus_client's multiprocess mode: each process writes its values to its own memory-mapped
+files in one directory, and :func:`render` sums every file there. The directory must be chosen
+before prometheus_client is imported (it picks its value class then), be private to one uWSGI
+instance, and be emptied when the instance starts, so this module settles it on import. uWSGI
+imports the app in its master before forking the workers (uwsgi.ini has no ``lazy-apps``), so
+the master empties it once per start and the workers inherit the choice:
+
+1. ``$PROMETHEUS_MULTIPROC_DIR`` if set (made if missing);
+2. under uWSGI, ``<socket>.metrics`` beside its unix socket (in the container
+   ``/run/auth-service/token.sock.metrics``): one per instance, as no two share a socket;
+3. otherwise (tests, the development server, the command line) a temporary directory of this
+   process's own, removed when it exits.
+
+Only uWSGI's master empties it (the ``*.db`` files in it): a command run beside a live service
+with the same environment must not wipe its counts. A worker that exits leaves its file, so
+its counts stay in the totals. There are no gauges, so nothing needs ``mark_process_dead``.
+
+Each function below is on the token request path: children of labelled metrics are looked up
+once, here, and the functions do a dictionary lookup and one or two increments.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _uwsgi():
+    """The ``uwsgi`` module when running inside uWSGI, else None."""
+    try:
+        import uwsgi  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return uwsgi
+
+
+def _socket_of(uwsgi) -> str | None:
+    socket = uwsgi.opt.get("socket")
+    if isinstance(socket, list):
+        socket = socket[0] if socket else None
+    if isinstance(socket, bytes):
+        socket = socket.decode()
+    return socket or None
+
+
+def _private_dir(path: Path) -> Path:
+    """``path``, made mode 0700 if missing; refuse one that isn't a directory of ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.geteuid():
+        raise RuntimeError(f"{path}: not a directory of this user's; set {MULTIPROC_ENV}")
+    return path
+
+
+def _choose_directory() -> tuple[Path, bool]:
+    """The multiprocess directory, and whether this process must empty it (uWSGI's master)."""
+    uwsgi = _uwsgi()
+    is_master = uwsgi is not None and uwsgi.worker_id() == 0
+    explicit = os.environ.get(MULTIPROC_ENV)
+    if explicit:
+        return _private_dir(Path(explicit)), is_master
+    if uwsgi is not None:
+        socket = _socket_of(uwsgi)
+        if socket and "/" in socket and not socket.startswith("@"):
+            return _private_dir(Path(socket + ".metrics")), is_master
+        # A TCP or abstract socket: a directory named after it, under the temporary directory.
+        name = re.sub(r"[^A-Za-z0-9.-]", "_", socket or "uwsgi")
+        base = Path(tempfile.gettempdir())
+        return _private_dir(base / f"auth-service-metrics-{os.geteuid()}-{name}"), is_master
+    directory = Path(tempfile.mkdtemp(prefix="auth-service-metrics-"))
+    atexit.register(_remove_if_ours, directory, os.getpid())
+    return directory, False
+
+
+def _remove_if_ours(directory: Path, creator: int) -> None:
+    # A forked child that exits runs this too: only the process that made it removes it.
+    if os.getpid() == creator:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _empty(directory: Path) -> None:
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+DIRECTORY, _must_empty = _choose_directory()
+if _must_empty:
+    _empty(DIRECTORY)
+os.environ[MULTIPROC_ENV] = str(DIRECTORY)
+
+# Only now: prometheus_client picks its value class when it is first imported.
+from prometheus_client import (  # noqa: E402
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
+if not getattr(values.ValueClass, "_multiprocess", False):
+    # Something imported prometheus_client first (a test's parser, another library) and it chose
+    # its single-process values then. Metrics read values.ValueClass when they are created, so
+    # switching now, before ours exist, is what the variable would have done.
+    values.ValueClass = values.MultiProcessValue()
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+OUTCOMES = ("issued", "bad_request", "bad_credentials", "throttled", "overloaded")
+ACTIONS = ("pull", "push", "delete", "*")
+# Any other action name a client sends is counted as this one: client input never makes a label.
+OTHER_ACTION = "other"
+# From a cached token decision (~0.5 ms) to a bcrypt check queued behind others (~2 s).
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+# registry=None: the exposition reads the files, not a registry of this process's metrics.
+_token_requests = Counter(
+    "auth_token_requests",
+    "Token requests answered, by outcome.",
+    ["outcome"],
+    registry=None,
+)
+_token_duration = Histogram(
+    "auth_token_request_duration_seconds",
+    "Time to answer a token request, in seconds.",
+    buckets=DURATION_BUCKETS,
+    registry=None,
+)
+_actions_requested = Counter(
+    "auth_actions_requested",
+    "Actions requested, one per action and resource.",
+    ["action"],
+    registry=None,
+)
+_actions_granted = Counter(
+    "auth_actions_granted",
+    "Actions granted, one per action and resource.",
+    ["action"],
+    registry=None,
+)
+_bcrypt_checks = Counter("auth_bcrypt_checks", "bcrypt password checks run.", registry=None)
+_credential_cache = Counter(
+    "auth_credential_cache_lookups",
+    "Lookups in the verified-credential cache, by result.",
+    ["result"],
+    registry=None,
+)
+_config_reloads = Counter(
+    "auth_config_reloads",
+    "Reloads of changed configuration files, by result (a failed one keeps the last good).",
+    ["result"],
+    registry=None,
+)
+
+# The labelled children, looked up once: .labels() per call costs more than the increment.
+_requests_by_outcome = {outcome: _token_requests.labels(outcome) for outcome in OUTCOMES}
+_requested_by_action = {a: _actions_requested.labels(a) for a in (*ACTIONS, OTHER_ACTION)}
+_granted_by_action = {a: _actions_granted.labels(a) for a in (*ACTIONS, OTHER_ACTION)}
+_cache_hit, _cache_miss = _credential_cache.labels("hit"), _credential_cache.labels("miss")
+_reload_ok, _reload_failed = _config_reloads.labels("ok"), _config_reloads.labels("failed")
+
+_exposition = CollectorRegistry()
+MultiProcessCollector(_exposition, str(DIRECTORY))
+
+
+def observe_token_request(outcome: str, seconds: float) -> None:
+    """Count one answered token request and its latency; ``outcome`` is one of OUTCOMES."""
+    try:
+        counter = _requests_by_outcome[outcome]
+    except KeyError:
+        raise ValueError(f"unknown outcome {outcome!r} (one of {', '.join(OUTCOMES)})") from None
+    counter.inc()
+    _token_duration.observe(seconds)
+
+
+def _count_by_action(actions: Iterable[str], children: dict) -> None:
+    # Added up first: one increment per action name, not per resource (100 scopes, 4 writes).
+    counts: dict[str, int] = {}
+    for action in actions:
+        counts[action] = counts.get(action, 0) + 1
+    other = children[OTHER_ACTION]
+    for action, n in counts.items():
+        children.get(action, other).inc(n)
+
+
+def count_actions(requested: Iterable[str], granted: Iterable[str]) -> None:
+    """Count actions requested and granted: each item is one action for one resource."""
+    _count_by_action(requested, _requested_by_action)
+    _count_by_action(granted, _granted_by_action)
+
+
+def count_bcrypt_check() -> None:
+    """Count one bcrypt password check (the dummy one for unknown users too)."""
+    _bcrypt_checks.inc()
+
+
+def count_credential_cache(hit: bool) -> None:
+    """Count one lookup in the verified-credential cache."""
+    (_cache_hit if hit else _cache_miss).inc()
+
+
+def count_config_reload(ok: bool) -> None:
+    """Count one reload of changed configuration files, good or failed (not the first load)."""
+    (_reload_ok if ok else _reload_failed).inc()
+
+
+def render() -> bytes:
+    """The Prometheus text exposition, summed over every process of this instance."""
+    return generate_latest(_exposition)
