@@ -32,6 +32,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client reads MULTIPROC_ENV whenever a process makes its files, so it stays set, and
+# child processes inherit it (the end-to-end tests start uWSGI from the test process). This names
+# a directory chosen here rather than by the operator, so that a child chooses its own instead.
+CHOSEN_HERE_ENV = "AUTH_SERVICE_METRICS_DIR_CHOSEN"
 
 
 def _uwsgi():
@@ -66,7 +70,7 @@ def _choose_directory() -> tuple[Path, bool]:
     uwsgi = _uwsgi()
     is_master = uwsgi is not None and uwsgi.worker_id() == 0
     explicit = os.environ.get(MULTIPROC_ENV)
-    if explicit:
+    if explicit and explicit != os.environ.get(CHOSEN_HERE_ENV):
         return _private_dir(Path(explicit)), is_master
     if uwsgi is not None:
         socket = _socket_of(uwsgi)
@@ -95,7 +99,8 @@ def _empty(directory: Path) -> None:
 DIRECTORY, _must_empty = _choose_directory()
 if _must_empty:
     _empty(DIRECTORY)
-os.environ[MULTIPROC_ENV] = str(DIRECTORY)
+if os.environ.get(MULTIPROC_ENV) != str(DIRECTORY):
+    os.environ[MULTIPROC_ENV] = os.environ[CHOSEN_HERE_ENV] = str(DIRECTORY)
 
 # Only now: prometheus_client picks its value class when it is first imported.
 from prometheus_client import (  # noqa: E402

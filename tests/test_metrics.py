@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -186,7 +187,7 @@ def import_metrics(tmp_path: Path, env: dict[str, str], uwsgi: str | None = None
         fake.mkdir(exist_ok=True)
         (fake / "uwsgi.py").write_text(uwsgi)
         path.insert(0, str(fake))
-    environment = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV}
+    environment = dict(os.environ)  # as this process's children get it
     environment.update(env, PYTHONPATH=os.pathsep.join(path))
     code = "from auth_service import metrics; print(metrics.DIRECTORY)"
     result = subprocess.run(
@@ -237,6 +238,7 @@ def test_prometheus_multiproc_dir_wins(tmp_path):
 def test_outside_uwsgi_a_private_directory_removed_at_exit(tmp_path):
     directory = Path(import_metrics(tmp_path, {}))
     assert directory.name.startswith("auth-service-metrics-")
+    assert directory != metrics.DIRECTORY  # not the one it inherited from this process
     assert not directory.exists()
 
 
@@ -246,3 +248,25 @@ def test_uwsgi_loads_the_app_in_the_master():
     options = [line.split("=")[0].strip() for line in ini.splitlines() if "=" in line]
     assert "lazy-apps" not in options and "lazy" not in options
     assert "master" in options
+
+
+def _nginx_location(path: str) -> list[str]:
+    template = (REPO / "nginx" / "registry.conf.template").read_text()
+    pattern = r"\n    location = " + re.escape(path) + r" \{\n(.*?)\n    \}"
+    match = re.search(pattern, template, re.S)
+    assert match, path
+    return [line.strip() for line in match.group(1).splitlines()]
+
+
+def test_nginx_keeps_metrics_to_loopback():
+    block = _nginx_location("/auth/metrics")
+    access = [line for line in block if line.startswith(("allow ", "deny "))]
+    assert access == ["allow 127.0.0.1;", "allow ::1;", "deny all;"]
+    assert "uwsgi_param PATH_INFO /metrics;" in block
+    assert block.index("include uwsgi_params;") < block.index("uwsgi_param PATH_INFO /metrics;")
+
+
+def test_nginx_publishes_health():
+    block = _nginx_location("/auth/health")
+    assert not any(line.startswith(("allow ", "deny ")) for line in block)
+    assert block.index("include uwsgi_params;") < block.index("uwsgi_param PATH_INFO /health;")
