@@ -57,11 +57,11 @@ WORKDIR /app
 # Group 101 (nginx's), as in docker-compose.yml, so a plain `docker run` makes the same socket.
 USER 10001:101
 
-# There is no health endpoint yet (one is planned: switch this check to it then). Until then the
-# container is healthy while uWSGI's socket accepts connections. uWSGI binds the socket and then
-# loads the app; with need-app a bad configuration stops it (and vacuum removes the socket), so a
-# socket that still accepts after start-up means a loaded app. A bare connect logs nothing.
+# Healthy while GET /health answers 200 over uWSGI's socket: the configuration is loaded, the key
+# signs and its certificate is valid, and the last reload of the access files worked (README,
+# "Health"). auth_service.healthcheck speaks the uwsgi protocol with the standard library only;
+# docker-compose.yml runs the same command.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, socket; s = socket.socket(socket.AF_UNIX); s.settimeout(4); s.connect(os.environ.get('AUTH_SERVICE_SOCKET', '/run/auth-service/token.sock'))"]
+    CMD ["python", "-m", "auth_service.healthcheck"]
 
 CMD ["uwsgi", "--ini", "/app/uwsgi.ini"]

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -343,8 +344,9 @@ def test_long_running_services_restart_and_wait_for_health(compose):
         "auth": {"condition": "service_healthy"},
         "registry": {"condition": "service_healthy"},
     }
-    # auth's healthcheck is the image's; the registry's is in the compose file.
-    assert "healthcheck" not in _service(compose, "auth")
+    # auth's healthcheck is the image's, spelled out; the registry's is in the compose file.
+    auth_check = _service(compose, "auth")["healthcheck"]["test"]
+    assert auth_check == ["CMD", *_dockerfile_healthcheck()]
     assert _service(compose, "registry")["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
 
 
@@ -430,19 +432,47 @@ def test_dockerfile_copies_no_configuration_or_keys():
         assert pattern in ignored, pattern
 
 
-def test_dockerfile_healthcheck_connects_to_the_socket(tmp_path):
-    """The HEALTHCHECK command passes on a listening socket and fails without one."""
+def _dockerfile_healthcheck() -> list[str]:
     runtime = _stages()[-1]
     checks = [args for keyword, args in runtime if keyword == "HEALTHCHECK"]
     assert len(checks) == 1 and "NONE" not in checks[0].upper()
-    command = json.loads(checks[0][checks[0].index("CMD") + 3 :])
-    assert command[0] == "python"
+    return json.loads(checks[0][checks[0].index("CMD") + 3 :])
+
+
+def _fake_uwsgi(path: Path, status_line: bytes) -> threading.Thread:
+    """A socket at ``path`` answering one uwsgi request with ``status_line``."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(status_line + b"\r\nContent-Type: application/json\r\n\r\n{}")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_dockerfile_healthcheck_asks_for_health(tmp_path):
+    """The HEALTHCHECK command passes on a 200 from the socket and fails on a 503 or none.
+    (Against the real uWSGI: tests/e2e/test_operations.py.)"""
+    command = _dockerfile_healthcheck()
+    assert command == ["python", "-m", "auth_service.healthcheck"]
     command[0] = sys.executable or shutil.which("python3")
     path = tmp_path / "token.sock"
     env = {**os.environ, "AUTH_SERVICE_SOCKET": str(path)}
-    assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0
-    with socket.socket(socket.AF_UNIX) as listener:
-        listener.bind(str(path))
-        listener.listen(1)
-        result = subprocess.run(command, env=env, capture_output=True, timeout=30)
-    assert result.returncode == 0, result.stderr
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, timeout=30)
+
+    assert run().returncode == 1
+    for status_line, code in ((b"HTTP/1.1 503 SERVICE UNAVAILABLE", 1), (b"HTTP/1.1 200 OK", 0)):
+        path.unlink(missing_ok=True)
+        server = _fake_uwsgi(path, status_line)
+        result = run()
+        server.join(10)
+        assert result.returncode == code, result.stderr
