@@ -8,7 +8,12 @@ from typing import Any
 from flask import Flask
 
 from . import operations, views
+from .audit import AuditLog
+from .bcrypt_gate import BcryptGate
+from .credential_cache import CredentialCache
 from .live_config import LiveConfig
+from .login_throttle import LoginThrottle, shared_store
+from .password_check import PasswordChecker
 from .refresh_tokens import KEY_LABEL as REFRESH_KEY_LABEL
 from .refresh_tokens import RefreshTokenCodec
 from .revocations import load_revocations
@@ -39,9 +44,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             signer.derive_secret(REFRESH_KEY_LABEL), settings.refresh_token_lifetime
         )
 
+    passwords = PasswordChecker(
+        CredentialCache(settings.credential_cache_seconds, settings.credential_cache_size),
+        BcryptGate(settings.bcrypt_concurrency, settings.bcrypt_queue),
+        LoginThrottle(
+            settings.login_throttle_burst, settings.login_throttle_per_minute, shared_store()
+        ),
+    )
+
     app = Flask(__name__)
     app.config.from_mapping(overrides)
-    app.extensions[views.EXTENSION] = TokenService(settings, signer, live, refresh, revocations)
+    app.extensions[views.EXTENSION] = TokenService(
+        settings, signer, live, refresh, revocations, passwords
+    )
+    app.extensions[views.AUDIT_EXTENSION] = AuditLog(
+        settings.audit_log_path, enabled=settings.audit_log != ""
+    )
     views.init_app(app)
     operations.init_app(app)
     return app

@@ -10,12 +10,15 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .bcrypt_gate import Overloaded
 from .credentials import Anonymous, BasicCredentials, Credentials, InvalidCredentials
 from .live_config import LiveConfig
+from .login_throttle import Throttled
+from .password_check import PasswordChecker
 from .policy import Grant, grant_access
 from .refresh_tokens import InvalidRefreshToken, RefreshTokenCodec
 from .revocations import Revocations
-from .scopes import ScopeError, parse_scopes
+from .scopes import ResourceRequest, ScopeError, parse_scopes
 from .settings import Settings
 from .tokens import IssuedToken, TokenSigner
 from .users import User, UserDirectory
@@ -34,6 +37,11 @@ class Unauthorized(Exception):
     """Authentication failed or is required: answered with 401, never with a token."""
 
 
+# Also raised by grant_token: Throttled (429, too many failed logins from this address for this
+# user) and Overloaded (503, too many bcrypt checks in flight in this worker).
+__all__ = ["BadRequest", "Overloaded", "Throttled", "TokenGrant", "TokenService", "Unauthorized"]
+
+
 @dataclass(frozen=True)
 class TokenGrant:
     """A token and what went into it."""
@@ -42,6 +50,7 @@ class TokenGrant:
     subject: str
     audience: str
     grants: list[Grant]
+    requests: list[ResourceRequest]
     refresh_token: str | None = None
 
     @property
@@ -62,12 +71,14 @@ class TokenService:
         live: LiveConfig,
         refresh: RefreshTokenCodec | None,
         revocations: WatchedFiles[Revocations],
+        passwords: PasswordChecker,
     ) -> None:
         self.settings = settings
         self.signer = signer
         self.live = live
         self.refresh = refresh  # None: refresh tokens are disabled
         self.revocations = revocations
+        self.passwords = passwords
 
     def audience_for(self, requested: str | None) -> str:
         """The registry the token is for: the requested ``service`` if allowed.
@@ -83,8 +94,13 @@ class TokenService:
             raise BadRequest(f"unknown service {requested!r}")
         return requested
 
-    def authenticate(self, credentials: Credentials, users: UserDirectory) -> User | None:
-        """The user the credentials prove, None for an anonymous client, else Unauthorized."""
+    def authenticate(
+        self, credentials: Credentials, users: UserDirectory, client: str | None = None
+    ) -> User | None:
+        """The user the credentials prove, None for an anonymous client, else Unauthorized.
+
+        ``client`` is the client's address, which failed logins are throttled by.
+        """
         if isinstance(credentials, InvalidCredentials):
             raise Unauthorized(credentials.reason)
         if isinstance(credentials, Anonymous):
@@ -92,9 +108,10 @@ class TokenService:
                 raise Unauthorized("authentication required")
             return None
         assert isinstance(credentials, BasicCredentials)
-        user = users.verify_password(credentials.username, credentials.password.reveal())
+        user = self.passwords.verify(
+            users, credentials.username, credentials.password.reveal(), client
+        )
         if user is None:
-            log.info("authentication failed for user %r", credentials.username)
             raise Unauthorized(BAD_CREDENTIALS)
         return user
 
@@ -111,13 +128,7 @@ class TokenService:
         grants = grant_access(user, requests, anonymous)
         subject = user.name if user is not None else ""
         issued = self.signer.issue(subject, audience, [grant.claim() for grant in grants])
-        log.info(
-            "token issued: sub=%r service=%r access=%s",
-            subject,
-            audience,
-            " ".join(f"{g.type}:{g.name}:{','.join(g.actions) or '-'}" for g in grants) or "-",
-        )
-        return TokenGrant(issued, subject, audience, grants, refresh_token)
+        return TokenGrant(issued, subject, audience, grants, requests, refresh_token)
 
     def grant_token(
         self,
@@ -125,17 +136,18 @@ class TokenService:
         service: str | None,
         scope_values: Iterable[str],
         offline: bool = False,
+        client: str | None = None,
     ) -> TokenGrant:
-        """Decide and sign one token; raises BadRequest or Unauthorized.
+        """Decide and sign one token; raises BadRequest, Unauthorized, Throttled or Overloaded.
 
         ``offline``: also issue a refresh token, if the client authenticated and refresh tokens
-        are enabled.
+        are enabled. ``client``: the client's address.
         """
         if isinstance(credentials, InvalidCredentials):
             raise Unauthorized(credentials.reason)  # before any other work: no oracle, no cost
         audience, requests = self._requests(service, scope_values)
         access_files = self.live.current()
-        user = self.authenticate(credentials, access_files.users)
+        user = self.authenticate(credentials, access_files.users, client)
         refresh_token = None
         if offline and user is not None and self.refresh is not None:
             refresh_token, claims = self.refresh.issue(user, audience)

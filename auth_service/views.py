@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -9,10 +10,19 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .credentials import credentials_from_form, parse_authorization
-from .service import BadRequest, TokenGrant, TokenService, Unauthorized
+from . import metrics
+from .audit import AuditLog, TokenRequestFacts
+from .credentials import (
+    Anonymous,
+    BasicCredentials,
+    Credentials,
+    credentials_from_form,
+    parse_authorization,
+)
+from .service import BadRequest, Overloaded, Throttled, TokenGrant, TokenService, Unauthorized
 
 EXTENSION = "auth_service"
+AUDIT_EXTENSION = "auth_service.audit"
 # /auth/token is where a registry with `autoredirect: true` points clients.
 TOKEN_PATHS = ("/v2/token", "/auth/token")
 
@@ -57,19 +67,67 @@ def _form() -> MultiDict[str, str]:
         raise BadRequest("the body is not valid UTF-8") from None
 
 
-def _answer(attempt: Callable[[], TokenGrant], with_scope: bool) -> Response:
-    """Run one token decision and turn its outcome into the response clients expect."""
-    service = _service()
+def _facts(method: str, grant_type: str, credentials: Credentials | None) -> TokenRequestFacts:
+    """The audit facts known before the request is decided: who is asking, from where."""
+    user = credentials.username if isinstance(credentials, BasicCredentials) else None
+    return TokenRequestFacts(method, grant_type, request.remote_addr, user)
+
+
+def _credential_kind(credentials: Credentials) -> str:
+    if isinstance(credentials, Anonymous):
+        return "anonymous"
+    return "basic" if isinstance(credentials, BasicCredentials) else "invalid"
+
+
+def _refusal(exc: Exception) -> tuple[Response, str]:
+    """The error response for a refused request, and its outcome name for metrics and audit."""
+    if isinstance(exc, BadRequest):
+        return error_response(400, "INVALID_REQUEST", str(exc)), "bad_request"
+    if isinstance(exc, Throttled):
+        response = error_response(429, "TOOMANYREQUESTS", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, "throttled"
+    if isinstance(exc, Overloaded):
+        response = error_response(503, "UNAVAILABLE", f"{exc}: try again shortly")
+        response.headers["Retry-After"] = "1"
+        return response, "overloaded"
+    response = error_response(401, "UNAUTHORIZED", str(exc))
+    # A Basic challenge, never Bearer: clients would read a Bearer error= instead of the body.
+    realm = _quoted(_service().settings.realm)
+    response.headers["WWW-Authenticate"] = f'Basic realm={realm}, charset="UTF-8"'
+    return response, "bad_credentials"
+
+
+def _answer(
+    attempt: Callable[[], TokenGrant], with_scope: bool, facts: TokenRequestFacts
+) -> Response:
+    """Run one token decision, turn its outcome into the response clients expect, and account
+    for it in the metrics and the audit log."""
+    started = time.perf_counter()
+    audit: AuditLog = current_app.extensions[AUDIT_EXTENSION]
     try:
         granted = attempt()
-    except BadRequest as exc:
-        return error_response(400, "INVALID_REQUEST", str(exc))
-    except Unauthorized as exc:
-        response = error_response(401, "UNAUTHORIZED", str(exc))
-        # A Basic challenge, never Bearer: clients would read a Bearer error= instead of the body.
-        realm = _quoted(service.settings.realm)
-        response.headers["WWW-Authenticate"] = f'Basic realm={realm}, charset="UTF-8"'
+    except (BadRequest, Unauthorized, Throttled, Overloaded) as exc:
+        response, outcome = _refusal(exc)
+        seconds = time.perf_counter() - started
+        metrics.observe_token_request(outcome, seconds)
+        audit.write(facts.line(outcome, response.status_code, seconds, reason=str(exc)))
         return response
+    response = _granted_response(granted, with_scope)
+    seconds = time.perf_counter() - started
+    access = [f"{g.type}:{g.name}:{','.join(g.actions)}" for g in granted.grants if g.actions]
+    metrics.observe_token_request("issued", seconds)
+    metrics.count_actions(
+        (action for r in granted.requests for action in r.actions),
+        (action for g in granted.grants for action in g.actions),
+    )
+    facts.user = granted.subject or None
+    facts.service = granted.audience
+    audit.write(facts.line("issued", 200, seconds, access, granted.issued.token_id))
+    return response
+
+
+def _granted_response(granted: TokenGrant, with_scope: bool) -> Response:
     issued = granted.issued
     body: dict[str, Any] = {
         "token": issued.token,
@@ -92,17 +150,21 @@ def token() -> Response:
     ``offline_token=true`` (what ``docker login`` sends) also returns a refresh token.
     """
     credentials = parse_authorization(request.environ.get("HTTP_AUTHORIZATION"))
+    facts = _facts("GET", _credential_kind(credentials), credentials)
 
     def attempt() -> TokenGrant:
         args = _query_args()
+        facts.service, facts.scopes = args.get("service"), args.getlist("scope")
+        facts.client_id = args.get("client_id")
         return _service().grant_token(
             credentials,
-            args.get("service"),
-            args.getlist("scope"),
+            facts.service,
+            facts.scopes,
             offline=args.get("offline_token", "").lower() == "true",
+            client=facts.client,
         )
 
-    return _answer(attempt, with_scope=False)
+    return _answer(attempt, with_scope=False, facts=facts)
 
 
 def token_oauth() -> Response:
@@ -114,25 +176,31 @@ def token_oauth() -> Response:
     password grant, the same one for the refresh grant. One ``scope`` field holds
     space-separated scopes.
     """
+    facts = _facts("POST", "-", None)
 
     def attempt() -> TokenGrant:
         form = _form()
         grant_type = form.get("grant_type")
-        service, scopes = form.get("service"), form.getlist("scope")
+        facts.grant_type = str(grant_type)[:32]
+        facts.service, facts.scopes = form.get("service"), form.getlist("scope")
+        facts.client_id = form.get("client_id")
         offline = form.get("access_type") == "offline"
         if grant_type == "password":
             credentials = credentials_from_form(form.get("username"), form.get("password"))
-            return _service().grant_token(credentials, service, scopes, offline=offline)
+            facts.user = form.get("username")
+            return _service().grant_token(
+                credentials, facts.service, facts.scopes, offline=offline, client=facts.client
+            )
         if grant_type == "refresh_token":
             refresh_token = form.get("refresh_token")
             if not refresh_token:
                 raise BadRequest("refresh_token is required")
-            return _service().grant_refreshed(refresh_token, service, scopes, offline)
+            return _service().grant_refreshed(refresh_token, facts.service, facts.scopes, offline)
         raise BadRequest(
             f"unsupported grant_type {grant_type!r} (supported: password, refresh_token)"
         )
 
-    return _answer(attempt, with_scope=True)
+    return _answer(attempt, with_scope=True, facts=facts)
 
 
 for _path in TOKEN_PATHS:

@@ -1,0 +1,117 @@
+"""The audit log: one JSON line per token request, saying who asked for what and what they got.
+
+It names the client (the address nginx passes, and the ``client_id`` it sent), the user (the
+claimed name on a failed login, null for an anonymous client), the service, the scopes asked
+for, the access granted, the outcome, the HTTP status and the time taken, plus the token's
+``jti``, which the registry's own log can be searched for. It never holds a password, a token or
+an Authorization header: nothing here is given one.
+
+Each line is a single ``write`` to a file opened for appending, so the lines of all uWSGI
+workers never interleave. ``AUDIT_LOG = "-"`` (the default) writes to standard error, which is
+uWSGI's log; a path writes to that file, reopened when it is rotated away (moved or deleted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STDERR = 2
+REOPEN_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class TokenRequestFacts:
+    """What the view learns about a request as it reads it; the audit line is made of it."""
+
+    method: str
+    grant_type: str
+    client: str | None
+    user: str | None = None
+    service: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    client_id: str | None = None
+
+    def line(
+        self,
+        outcome: str,
+        status: int,
+        seconds: float,
+        access: list[str] | None = None,
+        token_id: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """The audit record of this request, finished with its outcome."""
+        now = dt.datetime.now(dt.UTC)
+        record: dict[str, Any] = {
+            "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "event": "token",
+            "client": self.client,
+            "client_id": self.client_id,
+            "method": self.method,
+            "grant_type": self.grant_type,
+            "user": self.user,
+            "service": self.service,
+            "scopes": [scope for value in self.scopes for scope in value.split()],
+            "access": access or [],
+            "outcome": outcome,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        if token_id:
+            record["jti"] = token_id
+        if reason:
+            record["reason"] = reason
+        return record
+
+
+class AuditLog:
+    """Where audit lines go: standard error, a file, or nowhere."""
+
+    def __init__(self, path: Path | None, enabled: bool = True) -> None:
+        self.path = path
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._fd = STDERR
+        self._identity: tuple[int, int] | None = None
+        self._checked_at = 0.0
+        if enabled and path is not None:
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        stat = os.fstat(fd)
+        old, self._fd, self._identity = self._fd, fd, (stat.st_dev, stat.st_ino)
+        if old != STDERR:
+            os.close(old)
+
+    def _reopen_if_rotated(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < REOPEN_CHECK_SECONDS:
+            return
+        self._checked_at = now
+        try:
+            stat = os.stat(self.path)  # type: ignore[arg-type]
+            rotated = (stat.st_dev, stat.st_ino) != self._identity
+        except FileNotFoundError:
+            rotated = True
+        if rotated:
+            self._open()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+            "utf-8", "backslashreplace"
+        )
+        with self._lock:
+            if self.path is not None:
+                self._reopen_if_rotated()
+            os.write(self._fd, data)

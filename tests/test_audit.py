@@ -1,0 +1,104 @@
+"""The audit log: one JSON line per token request, and never a secret in it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from . import helpers
+
+SERVICE = helpers.SERVICE
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_line_per_request_with_who_what_and_the_outcome(
+    make_app: Any, tmp_path: Path, signing_cert: Any
+) -> None:
+    log = tmp_path / "audit.log"
+    client = make_app(AUDIT_LOG=str(log)).test_client()
+    address = {"REMOTE_ADDR": "203.0.113.9"}
+    ok = client.get(
+        f"/v2/token?service={SERVICE}&scope=repository:team/app:pull,push"
+        "&scope=repository:other/x:push&client_id=docker",
+        headers=helpers.basic("bob", "bob-pw"),
+        environ_base=address,
+    )
+    assert ok.status_code == 200
+    client.get(f"/v2/token?service={SERVICE}", headers=helpers.basic("bob", "nope"))
+    client.get(f"/v2/token?service={SERVICE}&scope=bad")
+    client.get(f"/v2/token?service={SERVICE}&scope=repository:public-image:pull")
+
+    issued, refused, bad, anonymous = _lines(log)
+    claims = helpers.verify_token(ok.get_json()["token"], signing_cert)
+    assert issued["client"] == "203.0.113.9"
+    assert issued["client_id"] == "docker"
+    assert issued["user"] == "bob" and issued["service"] == SERVICE
+    assert issued["scopes"] == ["repository:team/app:pull,push", "repository:other/x:push"]
+    # The denied push is there to be found: asked for, and not in the access granted.
+    assert issued["access"] == ["repository:team/app:pull"]
+    assert issued["outcome"] == "issued" and issued["status"] == 200
+    assert issued["jti"] == claims["jti"]
+    assert issued["latency_ms"] >= 0 and issued["time"].endswith("Z")
+    assert (refused["outcome"], refused["status"], refused["user"]) == (
+        "bad_credentials",
+        401,
+        "bob",
+    )
+    assert (bad["outcome"], bad["status"]) == ("bad_request", 400)
+    assert (anonymous["user"], anonymous["grant_type"]) == (None, "anonymous")
+    assert anonymous["access"] == ["repository:public-image:pull"]
+
+
+def test_no_password_token_or_authorization_header_ever(make_app: Any, tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    client = make_app(AUDIT_LOG=str(log)).test_client()
+    secrets: list[str] = ["alice-pw", "wrong-secret-pw", "form-secret-pw"]
+    header = helpers.basic("alice", "alice-pw")
+    secrets.append(header["Authorization"].split()[1])
+    login = client.get(
+        f"/v2/token?service={SERVICE}&scope=repository:team/app:push&offline_token=true",
+        headers=header,
+    )
+    secrets += [login.get_json()["token"], login.get_json()["refresh_token"]]
+    client.get(f"/v2/token?service={SERVICE}", headers=helpers.basic("alice", "wrong-secret-pw"))
+    form = {"grant_type": "password", "username": "alice", "password": "form-secret-pw"}
+    client.post("/v2/token", data={**form, "service": SERVICE})
+    refreshed = client.post(
+        "/v2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": login.get_json()["refresh_token"],
+            "service": SERVICE,
+            "scope": "repository:team/app:pull",
+        },
+    )
+    secrets.append(refreshed.get_json()["access_token"])
+    text = log.read_text()
+    assert len(text.splitlines()) == 4
+    for secret in secrets:
+        assert secret not in text
+        assert base64.b64encode(secret.encode()).decode() not in text
+    assert "Authorization" not in text and "Basic " not in text
+
+
+def test_off_writes_nothing(make_app: Any, tmp_path: Path, capfd: Any) -> None:
+    client = make_app(AUDIT_LOG="").test_client()
+    client.get(f"/v2/token?service={SERVICE}&scope=repository:public-image:pull")
+    assert '"event":"token"' not in capfd.readouterr().err
+
+
+def test_a_rotated_file_is_reopened(make_app: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr("auth_service.audit.REOPEN_CHECK_SECONDS", 0)
+    log = tmp_path / "audit.log"
+    client = make_app(AUDIT_LOG=str(log)).test_client()
+    query = f"/v2/token?service={SERVICE}&scope=repository:public-image:pull"
+    client.get(query)
+    log.rename(tmp_path / "audit.log.1")
+    client.get(query)
+    assert len(_lines(log)) == 1
+    assert len(_lines(tmp_path / "audit.log.1")) == 1
