@@ -49,8 +49,8 @@ def libtrust_key_id(public_key: Any) -> str:
 
 
 def algorithm_for(private_key: Any, source: str) -> str:
-    """The JWS algorithm this key signs with, one every registry version accepts."""
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+    """The JWS algorithm this key (or its public half) signs with, one every registry accepts."""
+    if isinstance(private_key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         algorithm = _EC_ALGORITHMS.get(private_key.curve.name)
         if algorithm:
             return algorithm
@@ -59,7 +59,7 @@ def algorithm_for(private_key: Any, source: str) -> str:
             None,
             f"EC curve {private_key.curve.name} is not supported (use P-256, P-384 or P-521)",
         )
-    if isinstance(private_key, rsa.RSAPrivateKey):
+    if isinstance(private_key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         if private_key.key_size < _MIN_RSA_BITS:
             raise ConfigError(
                 source,

@@ -9,8 +9,14 @@ from auth_service.cli import cli
 from .test_refresh_tokens import login_refresh_token, refresh
 
 
-def run(config_dir, *args):
-    result = CliRunner().invoke(cli, list(args), env={"AUTH_SERVICE_CONFIG_DIR": str(config_dir)})
+def run(config_dir, *args, input=None, env=None):
+    """Run ``auth-service ARGS`` on ``config_dir``: (exit code, stdout and stderr)."""
+    result = CliRunner().invoke(
+        cli,
+        list(args),
+        input=input,
+        env={"AUTH_SERVICE_CONFIG_DIR": str(config_dir), **(env or {})},
+    )
     return result.exit_code, result.output
 
 

@@ -1,0 +1,196 @@
+"""``config check``: every problem of a config directory at once, one line each.
+
+It loads each file with the service's own loaders, but goes on after a broken file (and after a
+broken user) so that one run lists everything to fix. Warnings the loaders log (an expiring
+certificate, the old ``backlist`` spelling, no ``SERVICE``) are reported as warnings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+from .groups import Group, load_groups
+from .jsonfile import read_json
+from .repositories import load_repositories
+from .revocations import load_revocations
+from .settings import (
+    CONFIG_FILE,
+    GROUPS_FILE,
+    REPOSITORIES_FILE,
+    REVOCATIONS_FILE,
+    USERS_FILE,
+    Settings,
+    load_settings,
+)
+from .tokens import algorithm_for, load_certificate, load_private_key
+from .users import User, bcrypt_cost, parse_users
+
+WEAK_COST = 10  # below: a stolen users.json gives passwords up quickly
+SLOW_COST = 14  # above: each login costs a second or more of CPU
+_VALIDATION_COST = 4  # the dummy hash isn't used here: the cheapest will do
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: a problem (the service would refuse it) or a warning."""
+
+    message: str
+    problem: bool = True
+
+    def __str__(self) -> str:
+        return self.message if self.problem else f"warning: {self.message}"
+
+
+class _Collect(logging.Handler):
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(logging.WARNING)
+        self.findings = findings
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.findings.append(Finding(record.getMessage(), problem=record.levelno >= logging.ERROR))
+
+
+@contextmanager
+def _loader_warnings(findings: list[Finding]) -> Iterator[None]:
+    """Report what the loaders log as findings instead of letting it reach the log."""
+    logger = logging.getLogger(__package__)
+    handler, propagate = _Collect(findings), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def check_config(config_dir: Path, now: dt.datetime | None = None) -> list[Finding]:
+    """Every problem and warning of the configuration in ``config_dir``."""
+    now = now or dt.datetime.now(dt.UTC)
+    findings: list[Finding] = []
+
+    def attempt(load: Callable[[], T]) -> T | None:
+        try:
+            return load()
+        except ConfigError as exc:
+            findings.append(Finding(str(exc)))
+            return None
+
+    with _loader_warnings(findings):
+        settings = attempt(lambda: load_settings(config_dir))
+        if settings is not None:
+            _check_settings(settings, findings, now)
+        groups = attempt(lambda: load_groups(config_dir / GROUPS_FILE))
+        if groups is None:  # reported; still check users against the group names it has
+            groups = _group_names(config_dir / GROUPS_FILE)
+        users = _check_users(config_dir / USERS_FILE, groups, findings)
+        _check_costs(config_dir, settings, users, findings)
+        attempt(lambda: load_repositories(config_dir / REPOSITORIES_FILE))
+        attempt(lambda: load_revocations(config_dir / REVOCATIONS_FILE))
+    return findings
+
+
+def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetime) -> None:
+    config_py = str(settings.config_dir / CONFIG_FILE)
+    try:
+        key = load_private_key(settings.key_path)
+        algorithm_for(key, str(settings.key_path))
+        if settings.cert_path is not None:
+            load_certificate(settings.cert_path, key, now)
+    except ConfigError as exc:
+        findings.append(Finding(str(exc)))
+    if settings.cert_path is None:
+        findings.append(
+            Finding(
+                f"{config_py}: CERT_PATH: not set: tokens carry no x5c header, which registry 3 "
+                "needs unless it is given a jwks file (auth-service keys jwks)",
+                problem=False,
+            )
+        )
+    try:
+        if os.stat(settings.key_path).st_mode & 0o004:
+            findings.append(
+                Finding(f"{settings.key_path}: readable by every user; chmod 600", problem=False)
+            )
+    except OSError:
+        pass  # unreadable: reported above
+
+
+def _group_names(path: Path) -> Mapping[str, Group]:
+    """Empty groups named like those of a broken ``groups.json``, to check membership with."""
+    try:
+        document = read_json(path)
+    except ConfigError:
+        return {}
+    names = document if isinstance(document, dict) else {}
+    return {name: Group(name, {}) for name in names if isinstance(name, str)}
+
+
+def _check_users(path: Path, groups: Mapping[str, Group], findings: list[Finding]) -> list[User]:
+    """The valid users of ``users.json``; each broken one is a finding."""
+    try:
+        document: Any = read_json(path)
+        if not isinstance(document, dict):
+            parse_users(path, document)  # raises the service's own error
+    except ConfigError as exc:
+        findings.append(Finding(str(exc)))
+        return []
+    users = []
+    for name, entry in document.items():
+        try:
+            directory = parse_users(path, {name: entry}, _VALIDATION_COST, groups)
+        except ConfigError as exc:
+            findings.append(Finding(str(exc)))
+            continue
+        users.extend(directory.users.values())
+    return users
+
+
+def _cost_finding(source: str, key: str, cost: int) -> Finding | None:
+    if cost < WEAK_COST:
+        problem = f"bcrypt cost {cost} is weak (use {WEAK_COST} or more)"
+        return Finding(str(ConfigError(source, key, problem)))
+    if cost > SLOW_COST:
+        warning = f"bcrypt cost {cost} makes every login slow (at most {SLOW_COST} advised)"
+        return Finding(str(ConfigError(source, key, warning)), problem=False)
+    return None
+
+
+def _check_costs(
+    config_dir: Path, settings: Settings | None, users: list[User], findings: list[Finding]
+) -> None:
+    costs = Counter()
+    for user in users:
+        cost = bcrypt_cost(user.pass_hash)
+        costs[cost] += 1
+        finding = _cost_finding(
+            str(config_dir / USERS_FILE), f"user {user.name!r}: pass_hash", cost
+        )
+        if finding:
+            findings.append(finding)
+    if settings is None or settings.bcrypt_cost is None:
+        return
+    config_py = str(config_dir / CONFIG_FILE)
+    finding = _cost_finding(config_py, "BCRYPT_COST", settings.bcrypt_cost)
+    if finding:
+        findings.append(finding)
+    usual = costs.most_common(1)[0][0] if costs else settings.bcrypt_cost
+    if usual != settings.bcrypt_cost:
+        findings.append(
+            Finding(
+                f"{config_py}: BCRYPT_COST: {settings.bcrypt_cost} differs from the cost of most "
+                f"hashes ({usual}): unknown users are answered in a different time than known ones",
+                problem=False,
+            )
+        )

@@ -1,0 +1,86 @@
+"""Signing keys for operators: a new key and certificate on disk, and the JWKS of certificates.
+
+The cryptography itself is :mod:`.tokens`'s: :func:`.tokens.generate_signing_pair` makes the pair,
+:func:`.tokens.libtrust_key_id` names a key as the tokens' ``kid`` header does, and
+:func:`.tokens.algorithm_for` is the algorithm the service signs with.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .atomic import write_atomic
+from .errors import ConfigError
+from .tokens import algorithm_for, generate_signing_pair, libtrust_key_id
+
+KEY_FILE_MODE = 0o600
+CERT_FILE_MODE = 0o644
+_JWK_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def write_signing_pair(
+    key_path: Path, cert_path: Path, common_name: str, days: int, force: bool = False
+) -> x509.Certificate:
+    """Write a new EC P-256 key (mode 0600) and its self-signed certificate; return the latter.
+
+    Raises FileExistsError if either file exists, unless ``force``.
+    """
+    if not force:
+        for path in (key_path, cert_path):
+            if path.exists():
+                raise FileExistsError(f"{path} exists (--force replaces it)")
+    key_pem, cert_pem = generate_signing_pair(common_name, days)
+    write_atomic(key_path, key_pem, KEY_FILE_MODE)
+    write_atomic(cert_path, cert_pem, CERT_FILE_MODE)
+    return x509.load_pem_x509_certificate(cert_pem)
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file (one certificate, or a bundle of several)."""
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(str(path), None, f"cannot be read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(str(path), None, f"not a PEM certificate: {exc}") from None
+
+
+def _b64url(number: int, length: int | None = None) -> str:
+    length = length or max(1, (number.bit_length() + 7) // 8)
+    return base64.urlsafe_b64encode(number.to_bytes(length, "big")).decode("ascii").rstrip("=")
+
+
+def jwk(public_key: Any, source: str) -> dict[str, str]:
+    """The JSON Web Key of a public key, ``kid`` being the libtrust key ID tokens carry."""
+    algorithm = algorithm_for(public_key, source)  # refuses keys the service cannot sign with
+    key: dict[str, str] = {"kid": libtrust_key_id(public_key), "use": "sig", "alg": algorithm}
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        numbers = public_key.public_numbers()
+        size = (public_key.curve.key_size + 7) // 8
+        key.update(
+            kty="EC",
+            crv=_JWK_CURVES[public_key.curve.name],
+            x=_b64url(numbers.x, size),
+            y=_b64url(numbers.y, size),
+        )
+    else:
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        numbers = public_key.public_numbers()
+        key.update(kty="RSA", n=_b64url(numbers.n), e=_b64url(numbers.e))
+    return key
+
+
+def jwks(paths: Iterable[Path]) -> dict[str, list[dict[str, str]]]:
+    """A JWKS document (``{"keys": [...]}``) of the keys of every certificate in ``paths``."""
+    keys: dict[str, dict[str, str]] = {}
+    for path in paths:
+        for cert in load_certificates(path):
+            entry = jwk(cert.public_key(), str(path))
+            keys.setdefault(entry["kid"], entry)  # the same key twice is listed once
+    return {"keys": list(keys.values())}
