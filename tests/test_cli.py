@@ -13,7 +13,7 @@ def run(config_dir, *args, input=None, env=None):
     """Run ``auth-service ARGS`` on ``config_dir``: (exit code, stdout and stderr)."""
     result = CliRunner().invoke(
         cli,
-        list(args),
+        [str(arg) for arg in args],
         input=input,
         env={"AUTH_SERVICE_CONFIG_DIR": str(config_dir), **(env or {})},
     )
