@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -119,9 +120,11 @@ def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetim
             )
         )
     try:
-        if os.stat(settings.key_path).st_mode & 0o004:
+        mode = stat.S_IMODE(os.stat(settings.key_path).st_mode)
+        if mode & 0o004:
+            problem = f"readable by every user (mode {mode:04o}); chmod 600"
             findings.append(
-                Finding(f"{settings.key_path}: readable by every user; chmod 600", problem=False)
+                Finding(str(ConfigError(str(settings.key_path), "KEY_PATH", problem)), False)
             )
     except OSError:
         pass  # unreadable: reported above
