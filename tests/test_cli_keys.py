@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from auth_service.errors import ConfigError
 from auth_service.tokens import libtrust_key_id, load_certificate, load_private_key
 
 from . import helpers
@@ -137,3 +138,22 @@ def test_generated_certificate_is_a_valid_x509_ca_for_the_bundle(tmp_path):
     cert = x509.load_pem_x509_certificate((tmp_path / "c").read_bytes())
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert cert.subject == cert.issuer  # self-signed: it is its own root in rootcertbundle
+
+
+def test_during_rotation_cert_path_may_be_a_bundle_whose_first_certificate_is_ours(
+    make_app, config_dir, signing_cert
+):
+    """The compose recipe of the README: token.crt holds our certificate, then the other one."""
+    other = helpers.make_cert(helpers.make_key())
+    path = config_dir / "token.crt"
+    path.write_bytes(helpers.cert_pem(signing_cert) + helpers.cert_pem(other))
+    response = make_app().test_client().get(f"/v2/token?service={helpers.SERVICE}")
+    token = response.get_json()["token"]
+    x5c = jwt.get_unverified_header(token)["x5c"]
+    assert [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c] == [signing_cert]
+    kids = [k["kid"] for k in json.loads(run(config_dir, "keys", "jwks")[1])["keys"]]
+    assert kids == [libtrust_key_id(signing_cert.public_key()), libtrust_key_id(other.public_key())]
+
+    path.write_bytes(helpers.cert_pem(other) + helpers.cert_pem(signing_cert))
+    with pytest.raises(ConfigError, match="does not belong to KEY_PATH's key"):
+        make_app()
