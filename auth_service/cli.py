@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup
 
 from . import user_admin
-from .config_check import check_config
+from .config_check import WEAK_COST, check_config
 from .errors import ConfigError
 from .explain import explain_command
 from .keys import jwks, write_signing_pair
@@ -78,7 +78,7 @@ def revoke_user_command(username: str) -> None:
 
 
 # The commands below work on the files without building the app, so that they still run when
-# the configuration is broken (config check, users passwd) or incomplete (keys generate).
+# the configuration is broken (config check; users with a broken key) or incomplete (keys).
 
 
 def _config_dir() -> Path:
@@ -108,8 +108,8 @@ def _read_password(from_stdin: bool) -> bytes:
 def _hash_new_password(from_stdin: bool, cost: int | None) -> str:
     if cost is None:
         cost = _or_fail(lambda: user_admin.default_cost(_config_dir()))
-    if cost < 10:
-        click.echo(f"warning: bcrypt cost {cost} is weak; use 10 or more in production", err=True)
+    if cost < WEAK_COST:
+        click.echo(f"warning: bcrypt cost {cost} is weak; use {WEAK_COST} or more", err=True)
     return user_admin.hash_password(_read_password(from_stdin), cost)
 
 
