@@ -45,6 +45,8 @@ TEST_PACKAGES = {
     "containerd": "containerd",
     "ctr": "containerd",
     "curl": "curl",
+    # The README's command to find a denied push in the audit log (test_operator_journey.py).
+    "jq": "jq",
 }
 # The Debian docker CLI, matching its dockerd; another one may come first on PATH.
 DOCKER_CLI = "/usr/bin/docker"
@@ -303,21 +305,32 @@ class Stack:
     def start(self, timeout: float = 30.0) -> None:
         """Start registry, uWSGI and nginx, in that order, each ready before the next."""
         self.write_configs()
-        ready_checks = {
-            "registry": lambda: self.registry_socket.exists(),
-            "uwsgi": lambda: self.auth_socket.exists(),
-            "nginx": lambda: _port_open(self.port),
-        }
         try:
-            for name, command in self.commands().items():
-                for stale in (self.auth_socket, self.registry_socket):
-                    if name in stale.name:
-                        stale.unlink(missing_ok=True)
-                self._spawn(name, command)
-                self._wait_until(name, ready_checks[name], timeout)
+            for name in self.commands():
+                self._start_one(name, timeout)
         except BaseException:
             self.stop()
             raise
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one program by its PID and start it again with freshly rendered configs: the
+        registry after its certificate bundle (``cert_path``) changed, or uWSGI after the
+        signing key did (both read them only at start-up). The others keep running."""
+        stop_pid_file(self.pid_path(name), name, timeout, self.processes.pop(name, None))
+        self.write_configs()
+        self._start_one(name, timeout)
+
+    def _start_one(self, name: str, timeout: float) -> None:
+        """Start one program and wait until it is ready: its socket exists, or nginx's port."""
+        sockets = {"registry": self.registry_socket, "uwsgi": self.auth_socket}
+        if name in sockets:
+            # A socket left by an earlier run would look ready before the program is.
+            sockets[name].unlink(missing_ok=True)
+            ready = sockets[name].exists
+        else:
+            ready = lambda: _port_open(self.port)  # noqa: E731
+        self._spawn(name, self.commands()[name])
+        self._wait_until(name, ready, timeout)
 
     def _spawn(self, name: str, command: Sequence[str]) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 (owned by the child from here on)

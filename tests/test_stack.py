@@ -2,6 +2,8 @@
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,36 @@ def test_stop_leaves_a_process_that_is_not_ours(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+class _StandInStack(Stack):
+    """Registry and uWSGI replaced by a script that writes its PID into its socket path after a
+    moment and waits to be stopped (without removing the file, as a killed program would)."""
+
+    def commands(self):
+        script = (
+            "import os, pathlib, sys, time; time.sleep(0.3); "
+            "pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); time.sleep(60)"
+        )
+        return {
+            name: [sys.executable, "-c", script, str(socket)]
+            for name, socket in (("registry", self.registry_socket), ("uwsgi", self.auth_socket))
+        }
+
+
+def test_restart_replaces_one_program_and_waits_for_its_new_socket(tmp_path):
+    stack = _StandInStack(
+        tmp_path / "state", tmp_path / "config", 5999, "iss", "svc", tmp_path / "token.crt"
+    )
+    stack.start()
+    try:
+        registry, uwsgi = stack.processes["registry"].pid, stack.processes["uwsgi"].pid
+        stack.restart("uwsgi")
+        restarted = stack.processes["uwsgi"].pid
+        assert restarted != uwsgi and not Path(f"/proc/{uwsgi}").exists()
+        assert stack.processes["registry"].pid == registry
+        # Ready means the new program's socket, not the one the old program left behind.
+        assert stack.auth_socket.read_text() == str(restarted)
+        assert stack.pid_path("uwsgi").read_text() == f"{restarted}\n"
+    finally:
+        stack.stop()
