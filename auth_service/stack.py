@@ -152,6 +152,9 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     # (certificate, key) to serve HTTPS with the production TLS settings of nginx/tls.conf
     tls: tuple[Path, Path] | None = None
+    # uWSGI options after `--ini uwsgi.ini`, which they override: the benchmarks serve their
+    # ceiling app this way (`--module`) and try other `--threads`.
+    uwsgi_options: list[str] = field(default_factory=list)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -277,7 +280,7 @@ class Stack:
                 "serve",
                 str(self.state_dir / "registry.yml"),
             ],
-            "uwsgi": [str(uwsgi), "--ini", str(REPO / "uwsgi.ini")],
+            "uwsgi": [str(uwsgi), "--ini", str(REPO / "uwsgi.ini"), *self.uwsgi_options],
             "nginx": [
                 _find("nginx") or "nginx",
                 "-p",
