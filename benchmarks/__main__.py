@@ -1,0 +1,88 @@
+"""``python3 -m benchmarks [--duration S] [--connections 16,64] [--only NAME,...] [--markdown]``
+
+Starts the real stack (Debian's docker-registry, uWSGI with uwsgi.ini, nginx with the project's
+template) for each configuration, drives it with wrk on loopback, and prints requests per second
+and p50/p99 latency per scenario and connection count, as ratios to a ceiling measured in the
+same run, then the targets of issue 7. Like ``auth_service.stack``, it starts with the standard
+library only: it installs wrk and the stack's Debian packages and ``.venv``, then re-runs itself
+there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from auth_service.stack import (
+    REPO,
+    STACK_PACKAGES,
+    StackError,
+    ensure_debian_packages,
+    ensure_venv,
+    in_venv,
+)
+
+PACKAGES = {**STACK_PACKAGES, "wrk": "wrk"}
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: not a comma-separated list of numbers"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: connection counts must be 1 or more")
+    return counts
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m benchmarks", description=__doc__.split("\n\n")[1]
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--connections", type=_counts, default=[16, 64], help="16,64 by default")
+    parser.add_argument(
+        "--only",
+        type=_names,
+        help="scenarios to run, comma-separated (ratios need ceiling; targets what they need): "
+        "ceiling, anonymous, cached, scopes-10, flood, users-100k, patterns-1000, cold",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="override uwsgi.ini's threads per worker, to compare"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        if not in_venv():
+            ensure_debian_packages(PACKAGES)
+            python = ensure_venv()
+            # Continue in the environment that has the project's dependencies.
+            os.chdir(REPO)
+            os.execv(python, [str(python), "-m", "benchmarks", *argv])  # noqa: S606
+        from .run import BenchmarkError, run
+
+        try:
+            return run(args.duration, args.connections, args.only, args.threads, args.markdown)
+        except BenchmarkError as exc:
+            print(f"benchmarks: {exc}", file=sys.stderr)
+            return 1
+    except StackError as exc:
+        print(f"benchmarks: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

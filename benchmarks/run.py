@@ -1,0 +1,195 @@
+"""One benchmark run: a stack per configuration, wrk per scenario and connection count."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from itertools import groupby
+from pathlib import Path
+
+import bcrypt
+
+from auth_service.settings import load_settings
+from auth_service.stack import REPO, Stack, free_port
+
+from . import report, wrk
+from .scenarios import (
+    BCRYPT_COST,
+    FLOOD_CONNECTIONS,
+    PASSWORD,
+    SCENARIOS,
+    Configuration,
+    Scenario,
+    authorization,
+    write_config,
+)
+
+WARM_UP_SECONDS = 2
+BCRYPT_CHECKS = 20
+
+
+class BenchmarkError(RuntimeError):
+    """The stack answered something a benchmark must not measure."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def uwsgi_processes(ini_text: str) -> int:
+    """The ``processes`` of uwsgi.ini (its workers)."""
+    found = re.search(r"^\s*processes\s*=\s*(\d+)\s*$", ini_text, re.MULTILINE)
+    if found is None:
+        raise BenchmarkError("uwsgi.ini: no processes = N")
+    return int(found.group(1))
+
+
+def bcrypt_alone(config_dir: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Checks per second bcrypt allows on the cores uWSGI's workers may use, and how that was
+    found: one thread's rate here × min(CPUs, workers × BCRYPT_CONCURRENCY)."""
+    pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST))
+    started = time.perf_counter()
+    for _ in range(BCRYPT_CHECKS):
+        bcrypt.checkpw(PASSWORD.encode(), pass_hash)
+    per_core = BCRYPT_CHECKS / (time.perf_counter() - started)
+    workers = uwsgi_processes((REPO / "uwsgi.ini").read_text())
+    concurrency = load_settings(config_dir, environ=env).bcrypt_concurrency
+    cpus = len(os.sched_getaffinity(0))
+    cores = min(cpus, workers * concurrency)
+    how = (
+        f"bcrypt alone (cost {BCRYPT_COST}): {per_core:.1f} checks/s on one core × {cores} cores "
+        f"(min of {cpus} CPUs, {workers} workers × BCRYPT_CONCURRENCY {concurrency}) "
+        f"= {per_core * cores:.1f}/s"
+    )
+    return per_core * cores, how
+
+
+def get(url: str, headers: Sequence[str]) -> tuple[int, bytes]:
+    """One request with urllib: (status, body), errors included."""
+    fields = dict(line.split(": ", 1) for line in headers)
+    request = urllib.request.Request(url, headers=fields)  # noqa: S310 (the stack's http URL)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def check_token(url: str, headers: Sequence[str]) -> None:
+    """A benchmark of error answers is worthless: the request must get 200 and a token."""
+    status, body = get(url, headers)
+    if status != 200 or "token" not in json.loads(body or b"{}"):
+        raise BenchmarkError(f"{url}: expected 200 with a token, got {status}: {body[:300]!r}")
+
+
+def check_refused(url: str) -> None:
+    """A wrong password must be refused (401), or turned away (429, 503)."""
+    status, body = get(url, [authorization("flood-check", "wrong-password")])
+    if status not in (401, 429, 503):
+        raise BenchmarkError(f"{url}: a wrong password got {status}: {body[:300]!r}")
+
+
+def start_stack(
+    base: Path, configuration: Configuration, pass_hash: str, threads: int | None
+) -> Stack:
+    config_dir = write_config(base / "config", configuration, pass_hash)
+    stack = Stack.for_config_dir(base / "state", config_dir, free_port())
+    stack.extra_env = dict(configuration.env)
+    if configuration.ceiling:
+        stack.uwsgi_options += ["--pythonpath", str(REPO), "--module", "benchmarks.ceiling:app"]
+    if threads:
+        stack.uwsgi_options += ["--threads", str(threads)]
+    stack.start(timeout=120)  # 100,000 users take a while to load
+    return stack
+
+
+def measure(
+    stack: Stack, scenario: Scenario, connections: Sequence[int], seconds: float
+) -> list[report.Row]:
+    """Check one request, warm up, then one wrk run per connection count."""
+    url = f"{stack.realm}?{scenario.query}"
+    check_token(url, scenario.headers)
+    counts = scenario.connections or connections
+    wrk.run(wrk.command(url, max(counts), WARM_UP_SECONDS, scenario.headers), WARM_UP_SECONDS)
+    rows = []
+    for count in counts:
+        if scenario.flood:
+            row = measure_under_flood(url, scenario, count, seconds)
+        else:
+            result = wrk.run(wrk.command(url, count, seconds, scenario.headers), seconds)
+            row = report.Row(scenario.name, count, result)
+        log(
+            f"  {scenario.name} at {count} connections: {row.result.ok_per_second:,.0f} req/s, "
+            f"p99 {row.result.p99_ms:.1f} ms {row.warning}"
+        )
+        rows.append(row)
+    return rows
+
+
+def measure_under_flood(
+    url: str, scenario: Scenario, connections: int, seconds: float
+) -> report.Row:
+    """The legitimate requests, measured while flood.lua sends wrong passwords (its own
+    Authorization header replaces the legitimate one) to the same URL."""
+    check_refused(url)
+    flood_seconds = seconds + 3
+    flood = wrk.start(wrk.command(url, FLOOD_CONNECTIONS, flood_seconds, script="flood.lua"))
+    try:
+        time.sleep(1)  # the flood is in full swing before the measurement starts
+        legitimate = wrk.run(wrk.command(url, connections, seconds, scenario.headers), seconds)
+    finally:
+        flooded = wrk.finish(flood, timeout=flood_seconds + 30)
+    mix = ", ".join(f"{code}: {count}" for code, count in sorted(flooded.statuses.items()))
+    note = f"flood: {flooded.requests / flooded.seconds:,.0f} req/s ({mix})"
+    return report.Row(scenario.name, connections, legitimate, note)
+
+
+def run(
+    seconds: float,
+    connections: Sequence[int],
+    only: Sequence[str] | None,
+    threads: int | None,
+    markdown: bool,
+) -> int:
+    """Measure the selected scenarios, print the table and the targets; 0 unless one failed."""
+    unknown = set(only or ()) - {scenario.name for scenario in SCENARIOS}
+    if unknown:
+        raise BenchmarkError(f"unknown scenario {', '.join(sorted(unknown))}")
+    selected = [s for s in SCENARIOS if not only or s.name in only]
+    pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
+    rows: list[report.Row] = []
+    bcrypt_rate, bcrypt_how = None, ""
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
+        for configuration, group in groupby(selected, key=lambda s: s.configuration):
+            log(f"stack for {configuration.name}")
+            stack = start_stack(Path(tmp) / configuration.name, configuration, pass_hash, threads)
+            try:
+                for scenario in group:
+                    if scenario.name == "cold":
+                        env = {**os.environ, **configuration.env}
+                        bcrypt_rate, bcrypt_how = bcrypt_alone(stack.config_dir, env)
+                        log(f"  {bcrypt_how}")
+                    rows += measure(stack, scenario, connections, seconds)
+            finally:
+                stack.stop()
+
+    print(report.table(rows, markdown))
+    print()
+    if bcrypt_how:
+        print(bcrypt_how)
+        for row in rows:
+            if row.scenario == "cold":
+                share = row.result.ok_per_second / bcrypt_rate
+                print(f"  cold at {row.connections} connections: {share:.2f} of that")
+        print()
+    found = report.targets({(row.scenario, row.connections): row for row in rows}, bcrypt_rate)
+    for target in found:
+        print(("- " if markdown else "") + target.line())
+    return 0 if all(target.passed for target in found) else 2
