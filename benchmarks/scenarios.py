@@ -42,8 +42,10 @@ class Scenario:
     meaning: str
     scopes: tuple[str, ...]
     authenticated: bool
-    flood: bool = False  # measured while flood.lua sends wrong passwords
+    flood: bool = False  # measured while logins.lua sends wrong passwords
     connections: tuple[int, ...] | None = None
+    # Log in as the ordinary users in turn (logins.lua), not always as the measured one.
+    rotate_users: bool = False
 
     @property
     def query(self) -> str:
@@ -51,7 +53,16 @@ class Scenario:
 
     @property
     def headers(self) -> list[str]:
-        return [authorization(USER, PASSWORD)] if self.authenticated else []
+        if not self.authenticated or self.rotate_users:
+            return []
+        return [authorization(USER, PASSWORD)]
+
+    @property
+    def logins(self) -> tuple[str, int, str] | None:
+        """logins.lua's arguments: user name format, how many users, password."""
+        if not self.rotate_users:
+            return None
+        return ("user%06d", self.configuration.users - 1, PASSWORD)
 
 
 def authorization(user: str, password: str) -> str:
@@ -63,7 +74,7 @@ CEILING = Configuration("ceiling", ceiling=True)
 BASE = Configuration("base")
 USERS_100K = Configuration("users-100k", users=100_000)
 PATTERNS_1000 = Configuration("patterns-1000", group_patterns=1000)
-COLD = Configuration("cold", env={"AUTH_SERVICE_CREDENTIAL_CACHE_SECONDS": "0"})
+COLD = Configuration("cold", users=1000, env={"AUTH_SERVICE_CREDENTIAL_CACHE_SECONDS": "0"})
 
 # In the order they run; scenarios of one configuration share its stack.
 SCENARIOS = (
@@ -88,7 +99,14 @@ SCENARIOS = (
         (USER_SCOPE,),
         True,
     ),
-    Scenario("cold", COLD, f"cache off: bcrypt cost {BCRYPT_COST}", (USER_SCOPE,), True),
+    Scenario(
+        "cold",
+        COLD,
+        f"cache off, bcrypt cost {BCRYPT_COST}, 999 users in turn",
+        (PUBLIC_SCOPE,),
+        True,
+        rotate_users=True,
+    ),
 )
 
 

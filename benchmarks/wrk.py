@@ -18,7 +18,7 @@ _LATENCY = re.compile(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M
 _TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)")
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-# Printed by flood.lua's done().
+# Printed by logins.lua's done().
 _STATUS = re.compile(r"^status (\d+): (\d+)$", re.MULTILINE)
 
 
@@ -71,16 +71,18 @@ def command(
     connections: int,
     seconds: float,
     headers: Sequence[str] = (),
-    script: str | None = None,
+    logins: tuple[str, int, str] | None = None,
 ) -> list[str]:
-    """The wrk command line: 2 threads, ``connections``, latency percentiles."""
+    """The wrk command line: 2 threads, ``connections``, latency percentiles; with ``logins``
+    (user name format, how many, password), logins.lua's changing credentials."""
     args = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     args += ["--timeout", TIMEOUT]
     for header in headers:
         args += ["-H", header]
-    if script:
-        args += ["-s", str(LUA_DIR / script)]
-    return [*args, url]
+    if logins is None:
+        return [*args, url]
+    name_format, count, password = logins
+    return [*args, "-s", str(LUA_DIR / "logins.lua"), url, "--", name_format, str(count), password]
 
 
 def start(args: Sequence[str]) -> subprocess.Popen:

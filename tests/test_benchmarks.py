@@ -64,11 +64,14 @@ def test_wrk_output_without_latencies_is_an_error():
 
 
 def test_wrk_command():
-    args = wrk.command("http://x/", 64, 10, ["Authorization: Basic abc"], script="flood.lua")
-    assert args[:5] == ["wrk", "-t2", "-c64", "-d10s", "--latency"]
+    args = wrk.command("http://x/", 16, 10, ["Authorization: Basic abc"])
+    assert args[:5] == ["wrk", "-t2", "-c16", "-d10s", "--latency"]
     assert args[args.index("-H") + 1] == "Authorization: Basic abc"
-    assert args[args.index("-s") + 1] == str(REPO / "benchmarks" / "flood.lua")
     assert args[-1] == "http://x/"
+    args = wrk.command("http://x/", 64, 2.5, logins=("user%06d", 999, "pw"))
+    assert args[2:4] == ["-c64", "-d2.5s"]
+    assert args[args.index("-s") + 1] == str(REPO / "benchmarks" / "logins.lua")
+    assert args[-5:] == ["http://x/", "--", "user%06d", "999", "pw"]
 
 
 def test_users_document_reuses_one_hash():
@@ -94,6 +97,8 @@ def test_scenarios_query_and_credentials():
     assert base64.b64decode(encoded).decode() == f"{scenarios.USER}:{scenarios.PASSWORD}"
     anonymous = next(s for s in scenarios.SCENARIOS if s.name == "anonymous")
     assert anonymous.headers == []
+    cold = next(s for s in scenarios.SCENARIOS if s.name == "cold")
+    assert (cold.headers, cold.logins) == ([], ("user%06d", 999, scenarios.PASSWORD))
 
 
 @pytest.mark.parametrize("configuration", [scenarios.BASE, scenarios.PATTERNS_1000])
@@ -107,10 +112,10 @@ def test_generated_configuration_grants_every_scenario(tmp_path, configuration):
     for scenario in scenarios.SCENARIOS:
         if scenario.configuration.ceiling:
             continue
-        headers = {}
-        if scenario.authenticated:
-            name, value = scenario.headers[0].split(": ", 1)
-            headers[name] = value
+        headers = dict(line.split(": ", 1) for line in scenario.headers)
+        if scenario.logins:  # the first of the users logins.lua logs in as
+            name_format, _, password = scenario.logins
+            headers = helpers.basic(name_format % 1, password)
         response = client.get(f"/v2/token?{scenario.query}", headers=headers)
         assert response.status_code == 200, (scenario.name, response.json)
         claims = helpers.verify_token(

@@ -1,5 +1,9 @@
--- Wrong passwords, each for a user name never used before, so that per-user throttling cannot
--- absorb them: every one costs the service a (dummy) bcrypt check unless it refuses the work.
+-- Basic credentials that change with every request: wrk -s logins.lua URL -- FORMAT COUNT PASSWORD
+--   flood: "flood-%d" 0 wrong-password    a user name never used before, every time, so per-user
+--                                          throttling cannot absorb the wrong passwords
+--   cold:  "user%06d" 999 PASSWORD         ordinary users 1..999 in turn, so no two concurrent
+--                                          requests are the same login (the service runs one
+--                                          bcrypt check for identical concurrent logins)
 -- done() prints "status CODE: COUNT" lines for benchmarks/wrk.py.
 
 local threads = {}
@@ -30,13 +34,21 @@ local function base64(text)
 end
 
 function init(args)
+  format, count, password = args[1], tonumber(args[2]), args[3]
   counter = 0
   statuses = {}
 end
 
 function request()
   counter = counter + 1
-  local credentials = base64("flood-" .. id .. "-" .. counter .. ":wrong-password")
+  local n
+  if count > 0 then
+    -- wrk.py runs two threads: they start half the users apart.
+    n = (counter + id * math.floor(count / 2)) % count + 1
+  else
+    n = id * 1e9 + counter
+  end
+  local credentials = base64(string.format(format, n) .. ":" .. password)
   return wrk.format(nil, nil, { Authorization = "Basic " .. credentials })
 end
 
@@ -47,11 +59,11 @@ end
 function done(summary, latency, requests)
   local total = {}
   for _, thread in ipairs(threads) do
-    for status, count in pairs(thread:get("statuses")) do
-      total[status] = (total[status] or 0) + count
+    for status, n in pairs(thread:get("statuses")) do
+      total[status] = (total[status] or 0) + n
     end
   end
-  for status, count in pairs(total) do
-    io.write(string.format("status %d: %d\n", status, count))
+  for status, n in pairs(total) do
+    io.write(string.format("status %d: %d\n", status, n))
   end
 end
