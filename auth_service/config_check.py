@@ -33,11 +33,10 @@ from .settings import (
     load_settings,
 )
 from .tokens import algorithm_for, load_certificate, load_private_key
-from .users import User, bcrypt_cost, parse_users
+from .users import VALIDATION_ONLY_COST, User, bcrypt_cost, parse_users
 
 WEAK_COST = 10  # below: a stolen users.json gives passwords up quickly
 SLOW_COST = 14  # above: each login costs a second or more of CPU
-_VALIDATION_COST = 4  # the dummy hash isn't used here: the cheapest will do
 
 T = TypeVar("T")
 
@@ -152,7 +151,7 @@ def _check_users(path: Path, groups: Mapping[str, Group], findings: list[Finding
     users = []
     for name, entry in document.items():
         try:
-            directory = parse_users(path, {name: entry}, _VALIDATION_COST, groups)
+            directory = parse_users(path, {name: entry}, VALIDATION_ONLY_COST, groups)
         except ConfigError as exc:
             findings.append(Finding(str(exc)))
             continue

@@ -21,15 +21,18 @@ from .groups import GROUPS_FILE, load_groups
 from .jsonfile import decode_json, read_json
 from .rules import parse_grants
 from .settings import CONFIG_FILE, load_settings
-from .users import BCRYPT_MAX_PASSWORD_BYTES, DEFAULT_BCRYPT_COST, parse_users
+from .users import (
+    BCRYPT_MAX_PASSWORD_BYTES,
+    DEFAULT_BCRYPT_COST,
+    VALIDATION_ONLY_COST,
+    parse_users,
+)
 
 NEW_FILE_MODE = 0o600  # it holds password hashes
 DEFAULT_INDENT = "    "  # as config/users.json.example
 # A well-formed hash standing in for one not made yet, to check an edit before asking for the
 # password: nobody's password matches it.
 PLACEHOLDER_HASH = "$2b$04$" + "." * 53
-# Validation doesn't check passwords: the cheapest dummy hash will do.
-_VALIDATION_COST = 4
 
 
 class UserError(Exception):
@@ -147,7 +150,7 @@ def read_users(path: Path) -> dict[str, Any]:
 def check_users(path: Path, document: Any) -> None:
     """Raise :class:`ConfigError` unless the service would load ``document`` as ``path``."""
     groups = load_groups(path.with_name(GROUPS_FILE))
-    parse_users(path, document, _VALIDATION_COST, groups)
+    parse_users(path, document, VALIDATION_ONLY_COST, groups)
 
 
 def render_users(document: dict[str, Any], like: str | None = None) -> bytes:

@@ -33,6 +33,9 @@ from .settings import USERS_FILE
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 BCRYPT_MAX_PASSWORD_BYTES = 72
 DEFAULT_BCRYPT_COST = 12
+# bcrypt's minimum: the dummy-hash cost for callers that only validate a users.json and never
+# check a password with it (the command line, `config check`).
+VALIDATION_ONLY_COST = 4
 _USER_KEYS = {"pass_hash", "repositories", "catalog", "groups"}
 
 
