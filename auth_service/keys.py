@@ -7,7 +7,6 @@ The cryptography itself is :mod:`.tokens`'s: :func:`.tokens.generate_signing_pai
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .atomic import write_atomic
 from .errors import ConfigError
-from .tokens import algorithm_for, generate_signing_pair, libtrust_key_id
+from .tokens import algorithm_for, b64url, generate_signing_pair, libtrust_key_id
 
 KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
@@ -53,7 +52,7 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
 
 def _b64url(number: int, length: int | None = None) -> str:
     length = length or max(1, (number.bit_length() + 7) // 8)
-    return base64.urlsafe_b64encode(number.to_bytes(length, "big")).decode("ascii").rstrip("=")
+    return b64url(number.to_bytes(length, "big"))
 
 
 def jwk(public_key: Any, source: str) -> dict[str, str]:

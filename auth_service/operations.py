@@ -6,11 +6,11 @@ the container's HEALTHCHECK asks uWSGI's socket directly (:mod:`auth_service.hea
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app
 
 from . import metrics
 from .service import TokenService
-from .views import EXTENSION
+from .views import EXTENSION, json_response
 
 bp = Blueprint("operations", __name__)
 
@@ -61,10 +61,7 @@ def health() -> Response:
     checks, problems = health_checks(current_app.extensions[EXTENSION])
     healthy = all(checks.values())
     body = {"status": "ok" if healthy else "failing", "checks": checks, "problems": problems}
-    response = jsonify(body)
-    response.status_code = 200 if healthy else 503
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return json_response(body, 200 if healthy else 503)
 
 
 @bp.get("/metrics")

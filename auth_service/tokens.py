@@ -129,7 +129,8 @@ class IssuedToken:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """base64url without padding, as JWS and JWK write binary values."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
@@ -158,7 +159,7 @@ class TokenSigner:
         self._clock = clock
         # The header never changes: encoded once here, not on every token.
         header = json.dumps({"alg": self.algorithm, **self.headers}, separators=(",", ":"))
-        self._header_segment = _b64url(header.encode())
+        self._header_segment = b64url(header.encode())
         self._sign = jwt.get_algorithm_by_name(self.algorithm).sign
 
     @classmethod
@@ -233,9 +234,9 @@ class TokenSigner:
             "jti": token_id,
             "access": list(access),
         }
-        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = f"{self._header_segment}.{payload}".encode("ascii")
-        signature = _b64url(self._sign(signing_input, self._key))  # JWS form: raw r||s for EC
+        signature = b64url(self._sign(signing_input, self._key))  # JWS form: raw r||s for EC
         return IssuedToken(
             f"{self._header_segment}.{payload}.{signature}", now, self.lifetime, token_id
         )
