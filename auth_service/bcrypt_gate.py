@@ -75,6 +75,10 @@ class BcryptGate:
         assert self._pool is not None
         return self._pool
 
+    def in_flight(self, key: bytes) -> bool:
+        """Whether a check of ``key`` is running or waiting now (:meth:`run` would join it)."""
+        return key in self._flights
+
     def run(self, key: bytes, check: Callable[[], T]) -> T:
         """``check()``'s answer, shared with every concurrent call of the same ``key``.
 

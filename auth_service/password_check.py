@@ -29,18 +29,25 @@ class PasswordChecker:
 
         Raises :class:`.login_throttle.Throttled` or :class:`.bcrypt_gate.Overloaded`.
         """
-        self.throttle.check(address, username)
         fingerprint = self.cache.fingerprint(username, password)
+        # Same login from the same address at the same time: one bcrypt check for all of them.
+        flight = fingerprint + (address or "").encode("utf-8", "surrogatepass")
+        # Copies of a login being checked share its answer and cost nothing, so they are not
+        # refused for the throttle token that check holds; every other attempt needs one left.
+        if not self.gate.in_flight(flight):
+            self.throttle.check(address, username)
         user = users.get(username)
         if self.cache.ttl > 0:
             hit = self.cache.accepts(fingerprint, user)
             metrics.count_credential_cache(hit)
             if hit:
                 return user
-        # Same login from the same address at the same time: one bcrypt check for all of them.
-        flight = fingerprint + (address or "").encode("utf-8", "surrogatepass")
 
         def check() -> User | None:
+            # A check of this login may have ended between the lookup above and this one
+            # starting: its success is in the cache now, and needs no bcrypt nor throttle token.
+            if self.cache.ttl > 0 and self.cache.accepts(fingerprint, user):
+                return user
             self.throttle.take(address, username)
             metrics.count_bcrypt_check()
             verified = users.verify_password(username, password)
