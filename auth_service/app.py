@@ -54,12 +54,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.from_mapping(overrides)
-    app.extensions[views.EXTENSION] = TokenService(
-        settings, signer, live, refresh, revocations, passwords
-    )
-    app.extensions[views.AUDIT_EXTENSION] = AuditLog(
-        settings.audit_log_path, enabled=settings.audit_log != ""
-    )
-    views.init_app(app)
+    service = TokenService(settings, signer, live, refresh, revocations, passwords)
+    audit = AuditLog(settings.audit_log_path, enabled=settings.audit_log != "")
+    views.init_app(app, service, audit)
     operations.init_app(app)
     return app

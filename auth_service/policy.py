@@ -42,6 +42,10 @@ class Grant:
         """The entry of the JWT ``access`` claim."""
         return {"type": self.type, "name": self.name, "actions": list(self.actions)}
 
+    def scope(self) -> str:
+        """This grant in scope syntax, ``type:name:action,...`` (the audit log, OAuth2's scope)."""
+        return f"{self.type}:{self.name}:{','.join(self.actions)}"
+
 
 def repository_decision(
     user: User | None, name: str, anonymous: AnonymousAccess

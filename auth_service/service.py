@@ -56,9 +56,7 @@ class TokenGrant:
     @property
     def scope(self) -> str:
         """What was granted, in scope syntax, space-separated (the OAuth2 ``scope`` field)."""
-        return " ".join(
-            f"{g.type}:{g.name}:{','.join(g.actions)}" for g in self.grants if g.actions
-        )
+        return " ".join(g.scope() for g in self.grants if g.actions)
 
 
 class TokenService:

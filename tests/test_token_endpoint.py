@@ -408,6 +408,27 @@ def test_other_methods_are_405_json(client, method):
     assert "GET" in response.headers["Allow"]
 
 
+def test_head_answers_get_headers_without_a_body(client):
+    get = client.get(f"/v2/token?service={SERVICE}&scope=repository:pub/x:pull")
+    head = client.head(f"/v2/token?service={SERVICE}&scope=repository:pub/x:pull")
+    assert head.status_code == 200
+    assert head.get_data() == b""
+    assert head.headers["Content-Type"] == get.headers["Content-Type"] == "application/json"
+    assert head.headers["Cache-Control"] == "no-store"
+
+
+def test_options_names_the_methods(client):
+    response = client.options("/v2/token")
+    assert response.status_code == 200
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
+
+
+def test_non_utf8_query_is_400_json(client):
+    response = client.get(f"/v2/token?service={SERVICE}&scope=repository:%FF:pull")
+    assert response.status_code == 400
+    assert "UTF-8" in response.get_json()["errors"][0]["message"]
+
+
 def test_unknown_path_is_404_json(client):
     response = client.get("/v2/tokens")
     assert response.status_code == 404
@@ -433,3 +454,17 @@ def test_user_added_at_runtime_can_log_in(make_app, config_dir, monkeypatch):
 def test_query_that_is_not_utf8_is_400(client):
     response = client.get("/v2/token", environ_overrides={"QUERY_STRING": "scope=\xff\xfe"})
     assert_bad_request(response)
+
+
+def test_a_bug_is_a_logged_500_json_without_details(client, monkeypatch, caplog):
+    service = client.application.extensions["auth_service"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(service, "grant_token", broken)
+    response = client.get(f"/v2/token?service={SERVICE}")
+    assert response.status_code == 500
+    assert response.get_json()["errors"][0]["code"] == "INTERNAL_ERROR"
+    assert b"secret internals" not in response.get_data()
+    assert "secret internals" in caplog.text
