@@ -13,7 +13,6 @@ uWSGI's log; a path writes to that file, reopened when it is rotated away (moved
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import threading
@@ -21,6 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .timestamps import rfc3339_millis
+
+# Non-ASCII names as they are (json.dumps with options would build an encoder per line).
+_json_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 STDERR = 2
 REOPEN_CHECK_SECONDS = 1.0
@@ -48,9 +52,8 @@ class TokenRequestFacts:
         reason: str | None = None,
     ) -> dict[str, Any]:
         """The audit record of this request, finished with its outcome."""
-        now = dt.datetime.now(dt.UTC)
         record: dict[str, Any] = {
-            "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "time": rfc3339_millis(time.time()),
             "event": "token",
             "client": self.client,
             "client_id": self.client_id,
@@ -108,9 +111,7 @@ class AuditLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
-            "utf-8", "backslashreplace"
-        )
+        data = (_json_line(record) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             if self.path is not None:
                 self._reopen_if_rotated()

@@ -27,8 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from .errors import ConfigError
+from .timestamps import rfc3339_seconds
 
 log = logging.getLogger(__name__)
+
+# Made once: json.dumps with options builds a new encoder on every call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 # Registry 2.x (libtrust) verifies only RS256/384/512 and the ES alg matching the curve.
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
@@ -125,8 +129,7 @@ class IssuedToken:
     @property
     def issued_at_rfc3339(self) -> str:
         """``issued_at`` as RFC 3339 in UTC with a ``Z``: clients decode it as a Go time.Time."""
-        moment = dt.datetime.fromtimestamp(self.issued_at, dt.UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return rfc3339_seconds(self.issued_at)
 
 
 def b64url(data: bytes) -> str:
@@ -234,7 +237,7 @@ class TokenSigner:
             "jti": token_id,
             "access": list(access),
         }
-        payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+        payload = b64url(_compact_json(claims).encode())
         signing_input = f"{self._header_segment}.{payload}".encode("ascii")
         signature = b64url(self._sign(signing_input, self._key))  # JWS form: raw r||s for EC
         return IssuedToken(
