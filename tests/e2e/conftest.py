@@ -61,11 +61,20 @@ def write_e2e_config(config_dir: Path) -> None:
 
 
 @contextmanager
-def running_stack(base: Path, tls: tuple[Path, Path] | None = None) -> Iterator[Stack]:
-    """A stack with the e2e users in ``base``, on a free port, stopped whatever happens."""
+def running_stack(
+    base: Path,
+    tls: tuple[Path, Path] | None = None,
+    env: dict[str, str] | None = None,
+    users: dict[str, Any] | None = None,
+) -> Iterator[Stack]:
+    """A stack with the e2e users (or ``users``, a users.json document) in ``base``, on a free
+    port, stopped whatever happens; ``env`` adds settings (``AUTH_SERVICE_<NAME>``)."""
     write_e2e_config(base / "config")
+    if users is not None:
+        helpers.write_json(base / "config" / "users.json", users)
     running = Stack.for_config_dir(base / "state", base / "config", free_port())
     running.tls = tls
+    running.extra_env = dict(env or {})
     running.start()
     try:
         yield running
