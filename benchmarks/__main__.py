@@ -56,6 +56,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "ceiling, anonymous, cached, scopes-10, flood, users-100k, patterns-1000, cold",
     )
     parser.add_argument(
+        "--processes", type=int, help="override uwsgi.ini's worker processes, to compare"
+    )
+    parser.add_argument(
         "--threads", type=int, help="override uwsgi.ini's threads per worker, to compare"
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -72,10 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Continue in the environment that has the project's dependencies.
             os.chdir(REPO)
             os.execv(python, [str(python), "-m", "benchmarks", *argv])  # noqa: S606
-        from .run import BenchmarkError, run
+        from .run import BenchmarkError, Workers, run
 
+        workers = Workers(args.processes, args.threads)
         try:
-            return run(args.duration, args.connections, args.only, args.threads, args.markdown)
+            return run(args.duration, args.connections, args.only, workers, args.markdown)
         except BenchmarkError as exc:
             print(f"benchmarks: {exc}", file=sys.stderr)
             return 1

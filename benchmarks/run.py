@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
@@ -38,6 +39,14 @@ BCRYPT_CHECKS = 20
 IDLE_MS = 50  # an anonymous token this fast: no backlog left from the run before
 
 
+@dataclass(frozen=True)
+class Workers:
+    """uWSGI's processes and threads per process, where they override ``uwsgi.ini``'s."""
+
+    processes: int | None = None
+    threads: int | None = None
+
+
 class BenchmarkError(RuntimeError):
     """The stack answered something a benchmark must not measure."""
 
@@ -54,7 +63,7 @@ def uwsgi_processes(ini_text: str) -> int:
     return int(found.group(1))
 
 
-def bcrypt_alone(config_dir: Path, env: dict[str, str]) -> tuple[float, str]:
+def bcrypt_alone(config_dir: Path, env: dict[str, str], processes: int | None) -> tuple[float, str]:
     """Checks per second bcrypt allows on the cores uWSGI's workers may use, and how that was
     found: one thread's rate here × min(CPUs, workers × BCRYPT_CONCURRENCY)."""
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST))
@@ -62,7 +71,7 @@ def bcrypt_alone(config_dir: Path, env: dict[str, str]) -> tuple[float, str]:
     for _ in range(BCRYPT_CHECKS):
         bcrypt.checkpw(PASSWORD.encode(), pass_hash)
     per_core = BCRYPT_CHECKS / (time.perf_counter() - started)
-    workers = uwsgi_processes((REPO / "uwsgi.ini").read_text())
+    workers = processes or uwsgi_processes((REPO / "uwsgi.ini").read_text())
     concurrency = load_settings(config_dir, environ=env).bcrypt_concurrency
     cpus = len(os.sched_getaffinity(0))
     cores = min(cpus, workers * concurrency)
@@ -116,15 +125,17 @@ def wait_until_idle(stack: Stack, timeout: float = 60) -> None:
 
 
 def start_stack(
-    base: Path, configuration: Configuration, pass_hash: str, threads: int | None
+    base: Path, configuration: Configuration, pass_hash: str, workers: Workers
 ) -> Stack:
     config_dir = write_config(base / "config", configuration, pass_hash)
     stack = Stack.for_config_dir(base / "state", config_dir, free_port())
     stack.extra_env = dict(configuration.env)
     if configuration.ceiling:
         stack.uwsgi_options += ["--pythonpath", str(REPO), "--module", "benchmarks.ceiling:app"]
-    if threads:
-        stack.uwsgi_options += ["--threads", str(threads)]
+    if workers.processes:
+        stack.uwsgi_options += ["--processes", str(workers.processes)]
+    if workers.threads:
+        stack.uwsgi_options += ["--threads", str(workers.threads)]
     stack.start(timeout=120)  # 100,000 users take a while to load
     return stack
 
@@ -183,7 +194,7 @@ def run(
     seconds: float,
     connections: Sequence[int],
     only: Sequence[str] | None,
-    threads: int | None,
+    workers: Workers,
     markdown: bool,
 ) -> int:
     """Measure the selected scenarios, print the table and the targets; 0 unless one failed."""
@@ -197,12 +208,14 @@ def run(
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
         for configuration, group in groupby(selected, key=lambda s: s.configuration):
             log(f"stack for {configuration.name}")
-            stack = start_stack(Path(tmp) / configuration.name, configuration, pass_hash, threads)
+            stack = start_stack(Path(tmp) / configuration.name, configuration, pass_hash, workers)
             try:
                 for scenario in group:
                     if scenario.name == "cold":
                         env = {**os.environ, **configuration.env}
-                        bcrypt_rate, bcrypt_how = bcrypt_alone(stack.config_dir, env)
+                        bcrypt_rate, bcrypt_how = bcrypt_alone(
+                            stack.config_dir, env, workers.processes
+                        )
                         log(f"  {bcrypt_how}")
                     rows += measure(stack, scenario, connections, seconds)
             finally:
