@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,13 @@ def test_bcrypt_credential_cache_and_reload_counters():
 def _count_in_child(times: int) -> None:
     for _ in range(times):
         metrics.count_bcrypt_check()
+    metrics.write()  # a forked child ends with os._exit: no atexit, and no time for the thread
+
+
+def _count_and_wait_for_the_writer(times: int) -> None:
+    for _ in range(times):
+        metrics.count_bcrypt_check()
+    time.sleep(metrics.WRITE_SECONDS * 2.5)
 
 
 def test_counts_of_forked_processes_are_summed():
@@ -139,6 +147,18 @@ def test_counts_of_forked_processes_are_summed():
     metrics.count_bcrypt_check()
     assert value("auth_bcrypt_checks_total") == before + 8
     assert metrics.DIRECTORY.is_dir()  # a child's exit does not remove the parent's directory
+
+
+def test_a_process_writes_its_counts_within_a_second_without_being_asked():
+    """A uWSGI worker that stops serving still has its counts written by its own thread."""
+    before = value("auth_bcrypt_checks_total")
+    child = multiprocessing.get_context("fork").Process(
+        target=_count_and_wait_for_the_writer, args=(5,)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert value("auth_bcrypt_checks_total") == before + 5
 
 
 def test_metrics_endpoint(client):

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def metric(stack, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return 0.0
+
+
+def wait_for_metrics() -> None:
+    """Every worker writes its counts at most a second after it made them."""
+    time.sleep(1.5)
 
 
 def healthcheck(path: Path | str) -> subprocess.CompletedProcess:
@@ -77,6 +83,11 @@ def test_issued_tokens_are_counted_once_whichever_worker_served_them(stack):
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(fetch, range(requests)))
     assert statuses == [200] * requests
+    # Each worker writes its counts at most a second after it made them.
+    deadline = time.monotonic() + 5
+    while metric(stack, "auth_token_requests_total", outcome="issued") < before + requests:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     assert metric(stack, "auth_token_requests_total", outcome="issued") == before + requests
     # Both workers counted, each in its own file (and the master's, from before the fork).
     directory = Path(f"{stack.auth_socket}.metrics")
@@ -99,6 +110,7 @@ def test_a_failed_reload_shows_in_health_and_metrics(stack):
         assert "503" in result.stderr and "last reload" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         # Each worker that looked counted its failure once.
+        wait_for_metrics()
         assert metric(stack, "auth_config_reloads_total", result="failed") > failed
     finally:
         users.write_bytes(original)

@@ -29,7 +29,7 @@ from auth_service.stack import REPO, Stack
 from . import images
 from .clients import Skopeo, registry_tags, run
 from .conftest import fetch_token, http, running_stack, wait_for_reload
-from .test_operations import metric
+from .test_operations import metric, wait_for_metrics
 
 DAVE_PASSWORD = "dave-journey-pw"
 DAVES_REPOSITORY = "dave/app"
@@ -156,6 +156,7 @@ def test_a_new_user_pushes_at_once_and_a_denied_push_shows_in_log_and_metrics(
     assert not any(DAVES_REPOSITORY in scope for line in daves for scope in line["scopes"])
 
     # The metrics show tokens issued and pushes asked for but not granted.
+    wait_for_metrics()
     assert metric(stack, "auth_token_requests_total", outcome="issued") > issued_before
     push_denials = metric(stack, "auth_actions_requested_total", action="push") - metric(
         stack, "auth_actions_granted_total", action="push"
