@@ -1,4 +1,4 @@
-"""``python3 -m benchmarks [--duration S] [--connections 16,64] [--only NAME,...] [--markdown]``
+"""``python3 -m benchmarks [--duration S] [--repeat N] [--connections 16,64] [--only NAME,...]``
 
 Starts the real stack (Debian's docker-registry, uWSGI with uwsgi.ini, nginx with the project's
 template) for each configuration, drives it with wrk on loopback, and prints requests per second
@@ -47,7 +47,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python3 -m benchmarks", description=__doc__.split("\n\n")[1]
     )
-    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run (5)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="wrk runs per row, the median reported (3)"
+    )
     parser.add_argument("--connections", type=_counts, default=[16, 64], help="16,64 by default")
     parser.add_argument(
         "--only",
@@ -79,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         workers = Workers(args.processes, args.threads)
         try:
-            return run(args.duration, args.connections, args.only, workers, args.markdown)
+            return run(
+                args.duration, args.connections, args.only, workers, args.markdown, args.repeat
+            )
         except BenchmarkError as exc:
             print(f"benchmarks: {exc}", file=sys.stderr)
             return 1

@@ -141,9 +141,15 @@ def start_stack(
 
 
 def measure(
-    stack: Stack, scenario: Scenario, connections: Sequence[int], seconds: float
+    stack: Stack,
+    scenario: Scenario,
+    connections: Sequence[int],
+    seconds: float,
+    repeats: int = 1,
 ) -> list[report.Row]:
-    """Check one request, warm up, then one wrk run per connection count."""
+    """Check one request, warm up, then ``repeats`` wrk runs per connection count; each row is
+    the run with the median throughput (a few seconds of a busy neighbour spoil one run, not
+    the row)."""
     url = f"{stack.realm}?{scenario.query}"
     check_token(url, scenario.headers or [authorization("user000001", PASSWORD)])
     counts = scenario.connections or connections
@@ -151,19 +157,30 @@ def measure(
     wrk.run(warm_up, WARM_UP_SECONDS)
     rows = []
     for count in counts:
-        wait_until_idle(stack)
-        if scenario.flood:
-            row = measure_under_flood(stack, url, scenario, count, seconds)
-        else:
-            args = wrk.command(url, count, seconds, scenario.headers, scenario.logins)
-            result = wrk.run(args, seconds)
-            row = report.Row(scenario.name, count, result, _statuses(result))
+        runs = [measure_once(stack, url, scenario, count, seconds) for _ in range(repeats)]
+        row = median_run(runs)
         log(
             f"  {scenario.name} at {count} connections: {row.result.ok_per_second:,.0f} req/s, "
             f"p99 {row.result.p99_ms:.1f} ms {row.warning}"
         )
         rows.append(row)
     return rows
+
+
+def median_run(runs: Sequence[report.Row]) -> report.Row:
+    """The run with the median throughput, whole: its latencies with its own throughput."""
+    return sorted(runs, key=lambda run: run.result.ok_per_second)[len(runs) // 2]
+
+
+def measure_once(
+    stack: Stack, url: str, scenario: Scenario, count: int, seconds: float
+) -> report.Row:
+    wait_until_idle(stack)
+    if scenario.flood:
+        return measure_under_flood(stack, url, scenario, count, seconds)
+    args = wrk.command(url, count, seconds, scenario.headers, scenario.logins)
+    result = wrk.run(args, seconds)
+    return report.Row(scenario.name, count, result, _statuses(result))
 
 
 def measure_under_flood(
@@ -196,6 +213,7 @@ def run(
     only: Sequence[str] | None,
     workers: Workers,
     markdown: bool,
+    repeats: int = 1,
 ) -> int:
     """Measure the selected scenarios, print the table and the targets; 0 unless one failed."""
     unknown = set(only or ()) - {scenario.name for scenario in SCENARIOS}
@@ -217,7 +235,7 @@ def run(
                             stack.config_dir, env, workers.processes
                         )
                         log(f"  {bcrypt_how}")
-                    rows += measure(stack, scenario, connections, seconds)
+                    rows += measure(stack, scenario, connections, seconds, repeats)
             finally:
                 stack.stop()
 

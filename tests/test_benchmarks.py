@@ -10,7 +10,7 @@ from auth_service import create_app
 from auth_service.stack import REPO
 from benchmarks import report, scenarios, wrk
 from benchmarks.__main__ import parse_args
-from benchmarks.run import uwsgi_processes
+from benchmarks.run import median_run, uwsgi_processes
 
 from . import helpers
 
@@ -135,7 +135,8 @@ def test_uwsgi_processes():
 
 def test_arguments():
     args = parse_args(["--connections", "8, 32", "--only", "ceiling,cold"])
-    assert (args.duration, args.connections, args.only) == (10, [8, 32], ["ceiling", "cold"])
+    assert (args.duration, args.repeat) == (5, 3)
+    assert (args.connections, args.only) == ([8, 32], ["ceiling", "cold"])
     with pytest.raises(SystemExit):
         parse_args(["--connections", "0"])
 
@@ -144,6 +145,13 @@ def _row(scenario, connections, per_second, p99=5.0, non_2xx=0):
     requests = int(per_second * 10) + non_2xx
     result = wrk.Result(requests, 10.0, 1.0, p99, non_2xx=non_2xx)
     return report.Row(scenario, connections, result)
+
+
+def test_a_row_is_its_median_run_whole():
+    runs = [_row("cached", 16, 900, p99=30.0), _row("cached", 16, 4000, p99=8.0)]
+    runs.append(_row("cached", 16, 4200, p99=9.0))
+    assert median_run(runs) is runs[1]
+    assert median_run(runs[:1]) is runs[0]
 
 
 def test_targets_from_ratios():
