@@ -4,7 +4,7 @@ Per worker process at most ``BCRYPT_CONCURRENCY`` checks run and at most ``BCRYP
 for a turn; a check beyond that is refused at once (:class:`Overloaded`, a 503 with
 ``Retry-After``) instead of holding a thread that a cached or anonymous request could use.
 
-The checks run on this process's own bcrypt threads, at a lower CPU priority (nice 10): when
+The checks run on this process's own bcrypt threads, at a lower CPU priority (nice 5): when
 the cores are busy, the scheduler serves the cheap requests first and bcrypt takes what is left.
 
 Identical checks share one run: while a user and password are being checked, the same pair
@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 # Longest a check waits for a turn; far beyond a queue's worth of bcrypt at any sane cost.
 MAX_WAIT_SECONDS = 20.0
-BCRYPT_NICENESS = 10
+# Enough that cheap requests go first under a flood; not so much that bcrypt, with logins held
+# and retried by nginx around it, falls behind what the cores allow (nice 10 gave cold logins
+# 0.87-0.89 of bcrypt alone; 0 gave 0.89-0.93, with the flood's p99 16 ms instead of 9).
+BCRYPT_NICENESS = 5
 
 
 def _lower_priority() -> None:
