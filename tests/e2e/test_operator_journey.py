@@ -117,6 +117,7 @@ def test_a_new_user_pushes_at_once_and_a_denied_push_shows_in_log_and_metrics(
     own_stack: Stack, tmp_path: Path
 ) -> None:
     stack = own_stack
+    wait_for_metrics()
     issued_before = metric(stack, "auth_token_requests_total", outcome="issued")
     push_denials_before = metric(stack, "auth_actions_requested_total", action="push") - metric(
         stack, "auth_actions_granted_total", action="push"
