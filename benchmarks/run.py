@@ -7,12 +7,12 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import groupby
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
@@ -65,22 +65,32 @@ def uwsgi_processes(ini_text: str) -> int:
 
 def bcrypt_alone(config_dir: Path, env: dict[str, str], processes: int | None) -> tuple[float, str]:
     """Checks per second bcrypt allows on the cores uWSGI's workers may use, and how that was
-    found: one thread's rate here × min(CPUs, workers × BCRYPT_CONCURRENCY)."""
+    found: min(CPUs, workers × BCRYPT_CONCURRENCY) threads checking at once, as the workers'
+    bcrypt threads do (bcrypt releases the GIL). One thread's rate times the cores would assume
+    the cores scale perfectly; on these machines two threads give 1.85-1.95 times one."""
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST))
-    started = time.perf_counter()
-    for _ in range(BCRYPT_CHECKS):
-        bcrypt.checkpw(PASSWORD.encode(), pass_hash)
-    per_core = BCRYPT_CHECKS / (time.perf_counter() - started)
     workers = processes or uwsgi_processes((REPO / "uwsgi.ini").read_text())
     concurrency = load_settings(config_dir, environ=env).bcrypt_concurrency
     cpus = len(os.sched_getaffinity(0))
     cores = min(cpus, workers * concurrency)
+
+    def check() -> None:
+        for _ in range(BCRYPT_CHECKS):
+            bcrypt.checkpw(PASSWORD.encode(), pass_hash)
+
+    threads = [threading.Thread(target=check) for _ in range(cores)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rate = BCRYPT_CHECKS * cores / (time.perf_counter() - started)
     how = (
-        f"bcrypt alone (cost {BCRYPT_COST}): {per_core:.1f} checks/s on one core × {cores} cores "
-        f"(min of {cpus} CPUs, {workers} workers × BCRYPT_CONCURRENCY {concurrency}) "
-        f"= {per_core * cores:.1f}/s"
+        f"bcrypt alone (cost {BCRYPT_COST}): {cores} threads at once (min of {cpus} CPUs, "
+        f"{workers} workers × BCRYPT_CONCURRENCY {concurrency}), {BCRYPT_CHECKS} checks each: "
+        f"{rate:.1f} checks/s"
     )
-    return per_core * cores, how
+    return rate, how
 
 
 def get(url: str, headers: Sequence[str]) -> tuple[int, bytes]:
@@ -140,31 +150,16 @@ def start_stack(
     return stack
 
 
-def measure(
-    stack: Stack,
-    scenario: Scenario,
-    connections: Sequence[int],
-    seconds: float,
-    repeats: int = 1,
-) -> list[report.Row]:
-    """Check one request, warm up, then ``repeats`` wrk runs per connection count; each row is
-    the run with the median throughput (a few seconds of a busy neighbour spoil one run, not
-    the row)."""
+def warm_up(stack: Stack, scenario: Scenario, connections: Sequence[int]) -> None:
+    """One request must get a token, then wrk fills the caches and wakes every thread."""
     url = f"{stack.realm}?{scenario.query}"
     check_token(url, scenario.headers or [authorization("user000001", PASSWORD)])
     counts = scenario.connections or connections
-    warm_up = wrk.command(url, max(counts), WARM_UP_SECONDS, scenario.headers, scenario.logins)
-    wrk.run(warm_up, WARM_UP_SECONDS)
-    rows = []
-    for count in counts:
-        runs = [measure_once(stack, url, scenario, count, seconds) for _ in range(repeats)]
-        row = median_run(runs)
-        log(
-            f"  {scenario.name} at {count} connections: {row.result.ok_per_second:,.0f} req/s, "
-            f"p99 {row.result.p99_ms:.1f} ms {row.warning}"
-        )
-        rows.append(row)
-    return rows
+    wrk.run(
+        wrk.command(url, max(counts), WARM_UP_SECONDS, scenario.headers, scenario.logins),
+        WARM_UP_SECONDS,
+    )
+    wait_until_idle(stack)
 
 
 def median_run(runs: Sequence[report.Row]) -> report.Row:
@@ -172,14 +167,17 @@ def median_run(runs: Sequence[report.Row]) -> report.Row:
     return sorted(runs, key=lambda run: run.result.ok_per_second)[len(runs) // 2]
 
 
-def measure_once(
-    stack: Stack, url: str, scenario: Scenario, count: int, seconds: float
-) -> report.Row:
+def measure_once(stack: Stack, scenario: Scenario, count: int, seconds: float) -> report.Row:
+    """One wrk run of ``scenario`` at ``count`` connections, on a stack left idle after it, so
+    that what it queued is not measured in the next run (on this stack or another)."""
+    url = f"{stack.realm}?{scenario.query}"
+    check_token(url, scenario.headers or [authorization("user000001", PASSWORD)])
     wait_until_idle(stack)
     if scenario.flood:
         return measure_under_flood(stack, url, scenario, count, seconds)
     args = wrk.command(url, count, seconds, scenario.headers, scenario.logins)
     result = wrk.run(args, seconds)
+    wait_until_idle(stack)
     return report.Row(scenario.name, count, result, _statuses(result))
 
 
@@ -207,6 +205,48 @@ def _statuses(result: wrk.Result) -> str:
     return ", ".join(f"{code}: {count}" for code, count in sorted(result.statuses.items()))
 
 
+@dataclass
+class Measured:
+    """Every run of every row, and bcrypt alone before each round's cold runs."""
+
+    runs: dict[tuple[str, int], list[report.Row]] = field(default_factory=dict)
+    bcrypt: list[tuple[float, str]] = field(default_factory=list)  # (checks/s, how)
+
+
+def measure_rounds(
+    stacks: Mapping[str, Stack],
+    selected: Sequence[Scenario],
+    connections: Sequence[int],
+    seconds: float,
+    repeats: int,
+    workers: Workers,
+) -> Measured:
+    """Each round measures every scenario once at each connection count. A busy stretch on the
+    shared machine then slows one run of every row alike, rather than all the runs of whichever
+    rows were measured during it, which would skew their ratios."""
+    measured = Measured()
+    for scenario in selected:
+        log(f"warming up {scenario.name}")
+        warm_up(stacks[scenario.configuration.name], scenario, connections)
+    for round_number in range(1, repeats + 1):
+        log(f"round {round_number} of {repeats}")
+        for scenario in selected:
+            stack = stacks[scenario.configuration.name]
+            if scenario.name == "cold":
+                env = {**os.environ, **scenario.configuration.env}
+                measured.bcrypt.append(bcrypt_alone(stack.config_dir, env, workers.processes))
+                log(f"  {measured.bcrypt[-1][1]}")
+            for count in scenario.connections or connections:
+                row = measure_once(stack, scenario, count, seconds)
+                log(
+                    f"  {scenario.name} at {count} connections: "
+                    f"{row.result.ok_per_second:,.0f} req/s, "
+                    f"p99 {row.result.p99_ms:.1f} ms {row.warning}"
+                )
+                measured.runs.setdefault((scenario.name, count), []).append(row)
+    return measured
+
+
 def run(
     seconds: float,
     connections: Sequence[int],
@@ -215,34 +255,36 @@ def run(
     markdown: bool,
     repeats: int = 1,
 ) -> int:
-    """Measure the selected scenarios, print the table and the targets; 0 unless one failed."""
+    """Measure the selected scenarios, print the table and the targets; 0 unless one failed.
+    Every configuration's stack is up for the whole run; each row is the median of its rounds."""
     unknown = set(only or ()) - {scenario.name for scenario in SCENARIOS}
     if unknown:
         raise BenchmarkError(f"unknown scenario {', '.join(sorted(unknown))}")
     selected = [s for s in SCENARIOS if not only or s.name in only]
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
-    rows: list[report.Row] = []
-    bcrypt_rate, bcrypt_how = None, ""
+    stacks: dict[str, Stack] = {}
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
-        for configuration, group in groupby(selected, key=lambda s: s.configuration):
-            log(f"stack for {configuration.name}")
-            stack = start_stack(Path(tmp) / configuration.name, configuration, pass_hash, workers)
-            try:
-                for scenario in group:
-                    if scenario.name == "cold":
-                        env = {**os.environ, **configuration.env}
-                        bcrypt_rate, bcrypt_how = bcrypt_alone(
-                            stack.config_dir, env, workers.processes
-                        )
-                        log(f"  {bcrypt_how}")
-                    rows += measure(stack, scenario, connections, seconds, repeats)
-            finally:
+        try:
+            for configuration in {s.configuration.name: s.configuration for s in selected}.values():
+                log(f"stack for {configuration.name}")
+                base = Path(tmp) / configuration.name
+                stacks[configuration.name] = start_stack(base, configuration, pass_hash, workers)
+            measured = measure_rounds(stacks, selected, connections, seconds, repeats, workers)
+        finally:
+            for stack in stacks.values():
                 stack.stop()
+    return print_results(measured, markdown)
 
+
+def print_results(measured: Measured, markdown: bool) -> int:
+    """The table of median runs, bcrypt alone, and the targets; 0 unless a target failed."""
+    rows = [median_run(runs) for runs in measured.runs.values()]
     print(report.table(rows, markdown))
     print()
-    if bcrypt_how:
-        print(bcrypt_how)
+    bcrypt_rate = None
+    if measured.bcrypt:
+        bcrypt_rate, bcrypt_how = sorted(measured.bcrypt)[len(measured.bcrypt) // 2]
+        print(f"{bcrypt_how}, the median of {len(measured.bcrypt)} (one before each round)")
         for row in rows:
             if row.scenario == "cold":
                 share = row.result.ok_per_second / bcrypt_rate

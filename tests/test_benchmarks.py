@@ -10,7 +10,7 @@ from auth_service import create_app
 from auth_service.stack import REPO
 from benchmarks import report, scenarios, wrk
 from benchmarks.__main__ import parse_args
-from benchmarks.run import median_run, uwsgi_processes
+from benchmarks.run import Measured, bcrypt_alone, median_run, print_results, uwsgi_processes
 
 from . import helpers
 
@@ -184,3 +184,27 @@ def test_table_warns_about_error_answers():
     assert markdown[0].startswith("| scenario |")
     assert markdown[2].startswith("| ceiling | 16 | 1,000 |")
     assert " 0.50 " in markdown[3]
+
+
+def test_results_are_each_rows_median_round_against_the_median_bcrypt(capsys):
+    measured = Measured()
+    for ceiling, cold in ((1000, 27), (1200, 29), (400, 10)):
+        measured.runs.setdefault(("ceiling", 16), []).append(_row("ceiling", 16, ceiling))
+        measured.runs.setdefault(("cold", 16), []).append(_row("cold", 16, cold))
+    measured.bcrypt += [(31.0, "second"), (30.0, "first"), (90.0, "third")]
+    assert print_results(measured, markdown=False) == 2  # a target failed
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:3] == ["ceiling", "16", "1,000"]  # the rows in measured order
+    assert lines[2].split()[:3] == ["cold", "16", "27"]
+    assert "second, the median of 3" in "\n".join(lines)
+    assert "cold at 16 connections: 0.87 of that" in "\n".join(lines)  # 27 / 31
+    assert "FAIL  cold / what bcrypt alone allows at 16 connections: 0.87 (target ≥ 0.9)" in lines
+
+
+def test_bcrypt_alone_runs_a_thread_per_core_the_workers_may_use(config_dir, monkeypatch):
+    monkeypatch.setattr("benchmarks.run.BCRYPT_CHECKS", 1)
+    monkeypatch.setattr("benchmarks.run.BCRYPT_COST", 4)
+    env = {"AUTH_SERVICE_BCRYPT_CONCURRENCY": "1"}
+    rate, how = bcrypt_alone(config_dir, env, processes=1)
+    assert rate > 0
+    assert how.startswith("bcrypt alone (cost 4): 1 threads at once (min of ")
