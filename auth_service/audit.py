@@ -9,12 +9,19 @@ an Authorization header: nothing here is given one.
 Each line is a single ``write`` to a file opened for appending, so the lines of all uWSGI
 workers never interleave. ``AUDIT_LOG = "-"`` (the default) writes to standard error, which is
 uWSGI's log; a path writes to that file, reopened when it is rotated away (moved or deleted).
+
+Under uWSGI's ``logger``, standard error is a non-blocking socket to the master's log thread.
+When a burst outruns that thread the socket is full, and a write fails with EAGAIN (or writes
+part of a line): the line then waits for room, up to :data:`WRITE_WAIT_SECONDS`. A line that
+still cannot be written raises :class:`AuditUnavailable`, and the request is refused (503) rather
+than answered with a token nobody recorded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +35,12 @@ _json_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 STDERR = 2
 REOPEN_CHECK_SECONDS = 1.0
+# Far longer than uWSGI's log thread takes to drain a burst; far shorter than harakiri (30 s).
+WRITE_WAIT_SECONDS = 5.0
+
+
+class AuditUnavailable(Exception):
+    """The audit log has taken no line for WRITE_WAIT_SECONDS: refuse, don't issue unrecorded."""
 
 
 @dataclass
@@ -112,7 +125,29 @@ class AuditLog:
         if not self.enabled:
             return
         data = (_json_line(record) + "\n").encode("utf-8", "backslashreplace")
-        with self._lock:
+        with self._lock:  # one line at a time in this process, whole, in order
             if self.path is not None:
                 self._reopen_if_rotated()
-            os.write(self._fd, data)
+            _write_all(self._fd, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; when ``fd`` is a full non-blocking pipe or socket, wait for room."""
+    try:
+        written = os.write(fd, data)  # nearly always the whole line at once
+    except BlockingIOError:
+        written = 0
+    if written == len(data):
+        return
+    deadline = time.monotonic() + WRITE_WAIT_SECONDS
+    rest = memoryview(data)[written:]
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    while rest:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            raise AuditUnavailable(f"the audit log took no line for {WRITE_WAIT_SECONDS:g}s")
+        try:
+            rest = rest[os.write(fd, rest) :]
+        except BlockingIOError:  # another writer took the room first
+            time.sleep(0.001)

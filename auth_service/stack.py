@@ -47,6 +47,8 @@ TEST_PACKAGES = {
     "curl": "curl",
     # The README's command to find a denied push in the audit log (test_operator_journey.py).
     "jq": "jq",
+    # A burst beyond uWSGI's default listen queue (test_overload.py), as the benchmarks drive it.
+    "wrk": "wrk",
 }
 # The Debian docker CLI, matching its dockerd; another one may come first on PATH.
 DOCKER_CLI = "/usr/bin/docker"

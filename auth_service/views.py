@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
 from . import metrics
-from .audit import AuditLog, TokenRequestFacts
+from .audit import AuditLog, AuditUnavailable, TokenRequestFacts
 from .credentials import (
     Anonymous,
     BasicCredentials,
@@ -43,6 +43,7 @@ EXTENSION = "auth_service"
 TOKEN_PATHS = frozenset({"/v2/token", "/auth/token"})
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
 FORM_TYPE = "application/x-www-form-urlencoded"
+RETRY_SOON = ("Retry-After", "1")  # with a 503: nginx holds it and tries once more
 # Token requests are small; anything larger is refused (413) before it is read.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -143,10 +144,17 @@ class TokenEndpoint:
         if environ.get("PATH_INFO") not in TOKEN_PATHS:
             return self.fallback(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
+        started = time.perf_counter()
         try:
             reply = self._reply(method, environ)
         except HTTPException as exc:  # Werkzeug's, from reading a POST body
             reply = error_reply(exc.code or 400, _error_code(exc), exc.description or exc.name)
+        except AuditUnavailable as exc:
+            # Decided, but not recorded: no token leaves unaudited. Counted, as the log may be
+            # exactly what is stuck.
+            metrics.observe_token_request("overloaded", time.perf_counter() - started)
+            log.warning("refused a token request: %s", exc)
+            reply = error_reply(503, "UNAVAILABLE", f"{exc}: try again shortly", RETRY_SOON)
         except Exception:
             log.exception("unhandled error")
             reply = error_reply(500, "INTERNAL_ERROR", "internal error")
@@ -248,7 +256,7 @@ class TokenEndpoint:
             return error_reply(429, "TOOMANYREQUESTS", str(exc), retry), "throttled"
         if isinstance(exc, Overloaded):
             message = f"{exc}: try again shortly"
-            return error_reply(503, "UNAVAILABLE", message, ("Retry-After", "1")), "overloaded"
+            return error_reply(503, "UNAVAILABLE", message, RETRY_SOON), "overloaded"
         return error_reply(401, "UNAUTHORIZED", str(exc), self._challenge), "bad_credentials"
 
     def _answer(
@@ -262,20 +270,21 @@ class TokenEndpoint:
         except (BadRequest, Unauthorized, Throttled, Overloaded) as exc:
             reply, outcome = self._refusal(exc)
             seconds = time.perf_counter() - started
-            metrics.observe_token_request(outcome, seconds)
             self.audit.write(facts.line(outcome, reply.status, seconds, reason=str(exc)))
+            metrics.observe_token_request(outcome, seconds)
             return reply
         reply = Reply(200, _granted_document(granted, with_scope))
         seconds = time.perf_counter() - started
+        facts.user = granted.subject or None
+        facts.service = granted.audience
+        access = [g.scope() for g in granted.grants if g.actions]
+        # Recorded first: if the audit log takes no line, the token is not given (nor counted).
+        self.audit.write(facts.line("issued", 200, seconds, access, granted.issued.token_id))
         metrics.observe_token_request("issued", seconds)
         metrics.count_actions(
             [action for r in granted.requests for action in r.actions],
             [action for g in granted.grants for action in g.actions],
         )
-        facts.user = granted.subject or None
-        facts.service = granted.audience
-        access = [g.scope() for g in granted.grants if g.actions]
-        self.audit.write(facts.line("issued", 200, seconds, access, granted.issued.token_id))
         return reply
 
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from auth_service.audit import AuditLog, AuditUnavailable, _write_all
 
 from . import helpers
 
@@ -102,3 +110,66 @@ def test_a_rotated_file_is_reopened(make_app: Any, tmp_path: Path, monkeypatch: 
     client.get(query)
     assert len(_lines(log)) == 1
     assert len(_lines(tmp_path / "audit.log.1")) == 1
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe with no room left, its write end non-blocking: uWSGI's log socket in a burst."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"." * 4096)
+    return read_end, write_end
+
+
+def _drain_later(read_end: int, seconds: float, into: bytearray) -> threading.Thread:
+    def drain() -> None:
+        time.sleep(seconds)
+        while chunk := os.read(read_end, 65536):
+            into.extend(chunk)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("size", [200, 100_000])  # one atomic write; then many partial ones
+def test_a_line_waits_for_room_and_arrives_whole(size: int) -> None:
+    read_end, write_end = _full_pipe()
+    received = bytearray()
+    drainer = _drain_later(read_end, 0.2, received)
+    line = b"{" + b"x" * (size - 3) + b"}\n"
+    started = time.monotonic()
+    try:
+        _write_all(write_end, line)
+        waited = time.monotonic() - started
+    finally:
+        os.close(write_end)  # the drainer's end of file
+    drainer.join()
+    assert waited >= 0.15  # it did wait for room
+    os.close(read_end)
+    assert received.lstrip(b".") == line
+
+
+def test_a_line_with_no_room_for_too_long_raises(monkeypatch: Any) -> None:
+    monkeypatch.setattr("auth_service.audit.WRITE_WAIT_SECONDS", 0.2)
+    read_end, write_end = _full_pipe()
+    try:
+        with pytest.raises(AuditUnavailable):
+            _write_all(write_end, b'{"event":"token"}\n')
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+
+
+def test_no_token_leaves_without_its_audit_line(make_app: Any, monkeypatch: Any) -> None:
+    def stuck(self: AuditLog, record: dict[str, Any]) -> None:
+        raise AuditUnavailable("the audit log took no line for 5s")
+
+    monkeypatch.setattr(AuditLog, "write", stuck)
+    client = make_app().test_client()
+    answer = client.get(f"/v2/token?service={SERVICE}&scope=repository:public-image:pull")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert "token" not in answer.get_json()
+    assert answer.get_json()["errors"][0]["code"] == "UNAVAILABLE"

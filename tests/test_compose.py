@@ -318,6 +318,13 @@ def test_registry_listens_on_its_socket_with_token_auth(compose):
 # --- socket permissions: nginx's workers are uid 101, group 101 --------------------------------
 
 
+def test_the_auth_containers_kernel_allows_uwsgis_listen_queue(compose):
+    listen = re.search(r"^listen = (\d+)$", (ROOT / "uwsgi.ini").read_text(), re.MULTILINE)
+    assert listen is not None
+    somaxconn = compose["services"]["auth"]["sysctls"]["net.core.somaxconn"]
+    assert int(somaxconn) >= int(listen.group(1))
+
+
 def test_auth_socket_belongs_to_nginx_group(compose):
     auth = _service(compose, "auth")
     uid, gid = auth["user"].split(":")

@@ -19,6 +19,7 @@ import bcrypt
 import pytest
 
 from auth_service.stack import Stack
+from benchmarks import wrk
 
 from .conftest import SERVICE, http, running_stack
 
@@ -78,3 +79,25 @@ def test_a_refused_login_is_tried_once_more_by_nginx(slow_stack: Stack) -> None:
             assert headers["Retry-After"] == "1"
             assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
     assert retried >= LOGINS - 2  # two places, one per worker
+
+
+
+BURST_CONNECTIONS = 256  # wrk's connections, each asking again as soon as it is answered
+
+
+def test_a_burst_of_requests_waits_in_uwsgis_listen_queue_not_502(stack: Stack) -> None:
+    """nginx connects to uWSGI once per request. With uWSGI's default listen queue (100) the
+    connections beyond it were refused, and nginx answered most of a 256-connection burst 502."""
+    url = f"{stack.realm}?service={SERVICE}&scope=repository:public/app:pull"
+    result = wrk.run(wrk.command(url, BURST_CONNECTIONS, 2, []), 2)
+    assert result.requests > BURST_CONNECTIONS
+    assert (result.non_2xx, result.socket_errors) == (0, 0), _token_statuses(stack)
+
+
+def _token_statuses(stack: Stack) -> dict[str, int]:
+    """How nginx answered token requests, from its access log: what the failures were."""
+    statuses: dict[str, int] = defaultdict(int)
+    for line in (stack.state_dir / "nginx-access.log").read_text(errors="replace").splitlines():
+        if "/v2/token" in line:
+            statuses[line.split('" ', 1)[1].split()[0]] += 1
+    return dict(statuses)
