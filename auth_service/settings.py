@@ -53,8 +53,8 @@ class Settings:
     bcrypt_cost: int | None  # None: the cost most users' hashes have
     credential_cache_seconds: int = 300  # 0: every login runs bcrypt
     credential_cache_size: int = 10000
-    bcrypt_concurrency: int = 1  # bcrypt checks in flight per worker process
-    bcrypt_queue: int = 1  # checks that may wait for one, per worker; more are answered 503
+    bcrypt_concurrency: int = 2  # bcrypt checks running at once, across the workers
+    bcrypt_queue: int = 1  # checks that may wait for a turn, across the workers; more get 503
     login_throttle_burst: int = 10  # wrong passwords per address and user before throttling
     login_throttle_per_minute: int = 6  # bcrypt checks a throttled address and user then get
     audit_log: str = "-"  # "-": standard error (uWSGI's log); "": off; else a file
@@ -147,7 +147,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "BCRYPT_COST": (_integer(4, 31), None),
     "CREDENTIAL_CACHE_SECONDS": (_integer(0, 86400), 300),
     "CREDENTIAL_CACHE_SIZE": (_integer(1, 10_000_000), 10000),
-    "BCRYPT_CONCURRENCY": (_integer(1, 64), 1),
+    "BCRYPT_CONCURRENCY": (_integer(1, 64), 2),
     "BCRYPT_QUEUE": (_integer(0, 1024), 1),
     "LOGIN_THROTTLE_BURST": (_integer(0, 1_000_000), 10),
     "LOGIN_THROTTLE_PER_MINUTE": (_integer(1, 60_000), 6),

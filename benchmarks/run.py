@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -55,24 +54,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def uwsgi_processes(ini_text: str) -> int:
-    """The ``processes`` of uwsgi.ini (its workers)."""
-    found = re.search(r"^\s*processes\s*=\s*(\d+)\s*$", ini_text, re.MULTILINE)
-    if found is None:
-        raise BenchmarkError("uwsgi.ini: no processes = N")
-    return int(found.group(1))
-
-
-def bcrypt_alone(config_dir: Path, env: dict[str, str], processes: int | None) -> tuple[float, str]:
+def bcrypt_alone(config_dir: Path, env: dict[str, str]) -> tuple[float, str]:
     """Checks per second bcrypt allows on the cores uWSGI's workers may use, and how that was
-    found: min(CPUs, workers × BCRYPT_CONCURRENCY) threads checking at once, as the workers'
-    bcrypt threads do (bcrypt releases the GIL). One thread's rate times the cores would assume
+    found: min(CPUs, BCRYPT_CONCURRENCY) threads checking at once, as the workers' bcrypt
+    threads do (bcrypt releases the GIL). One thread's rate times the cores would assume
     the cores scale perfectly; on these machines two threads give 1.85-1.95 times one."""
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST))
-    workers = processes or uwsgi_processes((REPO / "uwsgi.ini").read_text())
     concurrency = load_settings(config_dir, environ=env).bcrypt_concurrency
     cpus = len(os.sched_getaffinity(0))
-    cores = min(cpus, workers * concurrency)
+    cores = min(cpus, concurrency)
 
     def check() -> None:
         for _ in range(BCRYPT_CHECKS):
@@ -86,8 +76,8 @@ def bcrypt_alone(config_dir: Path, env: dict[str, str], processes: int | None) -
         thread.join()
     rate = BCRYPT_CHECKS * cores / (time.perf_counter() - started)
     how = (
-        f"bcrypt alone (cost {BCRYPT_COST}): {cores} threads at once (min of {cpus} CPUs, "
-        f"{workers} workers × BCRYPT_CONCURRENCY {concurrency}), {BCRYPT_CHECKS} checks each: "
+        f"bcrypt alone (cost {BCRYPT_COST}): {cores} threads at once (min of {cpus} CPUs and "
+        f"BCRYPT_CONCURRENCY {concurrency}), {BCRYPT_CHECKS} checks each: "
         f"{rate:.1f} checks/s"
     )
     return rate, how
@@ -234,7 +224,7 @@ def measure_rounds(
             stack = stacks[scenario.configuration.name]
             if scenario.name == "cold":
                 env = {**os.environ, **scenario.configuration.env}
-                measured.bcrypt.append(bcrypt_alone(stack.config_dir, env, workers.processes))
+                measured.bcrypt.append(bcrypt_alone(stack.config_dir, env))
                 log(f"  {measured.bcrypt[-1][1]}")
             for count in scenario.connections or connections:
                 row = measure_once(stack, scenario, count, seconds)

@@ -75,3 +75,42 @@ def test_checks_run_at_a_lower_priority_than_requests() -> None:
     seen = gate.run(b"k", lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
     assert seen == min(19, os.getpriority(os.PRIO_PROCESS, 0) + BCRYPT_NICENESS)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != seen
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork in a threaded pytest process
+def test_the_places_are_shared_by_forked_workers_and_a_turn_passes_between_them() -> None:
+    gate = BcryptGate(concurrency=1, queue=1)  # made before the fork, as uWSGI's master does
+    go_read, go_write = os.pipe()
+    running_read, running_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the other worker: one check, running until told to end)
+
+        def check() -> str:
+            os.write(running_write, b"!")
+            os.read(go_read, 1)
+            return "theirs"
+
+        try:
+            gate.run(b"theirs", check)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(running_read, 1) == b"!"
+        ran = threading.Event()
+
+        def mine() -> str:
+            ran.set()
+            return "mine"
+
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(gate.run, b"mine", mine)
+            time.sleep(0.2)
+            assert not ran.is_set()  # the other worker's check has the only turn
+            with pytest.raises(Overloaded):  # and with this one waiting, no place is left
+                gate.run(b"third", lambda: "third")
+            os.write(go_write, b"!")
+            assert waiting.result(10) == "mine"  # the turn passed to this worker
+    finally:
+        os.waitpid(pid, 0)
+        for fd in (go_read, go_write, running_read, running_write):
+            os.close(fd)

@@ -10,7 +10,7 @@ from auth_service import create_app
 from auth_service.stack import REPO
 from benchmarks import report, scenarios, wrk
 from benchmarks.__main__ import parse_args
-from benchmarks.run import Measured, bcrypt_alone, median_run, print_results, uwsgi_processes
+from benchmarks.run import Measured, bcrypt_alone, median_run, print_results
 
 from . import helpers
 
@@ -128,11 +128,6 @@ def test_generated_configuration_grants_every_scenario(tmp_path, configuration):
         assert helpers.access_of(claims) == asked, scenario.name
 
 
-def test_uwsgi_processes():
-    assert uwsgi_processes("[uwsgi]\nmaster = true\nprocesses = 3\nthreads = 2\n") == 3
-    assert uwsgi_processes((REPO / "uwsgi.ini").read_text()) >= 1
-
-
 def test_arguments():
     args = parse_args(["--connections", "8, 32", "--only", "ceiling,cold"])
     assert (args.duration, args.repeat) == (5, 3)
@@ -205,6 +200,6 @@ def test_bcrypt_alone_runs_a_thread_per_core_the_workers_may_use(config_dir, mon
     monkeypatch.setattr("benchmarks.run.BCRYPT_CHECKS", 1)
     monkeypatch.setattr("benchmarks.run.BCRYPT_COST", 4)
     env = {"AUTH_SERVICE_BCRYPT_CONCURRENCY": "1"}
-    rate, how = bcrypt_alone(config_dir, env, processes=1)
+    rate, how = bcrypt_alone(config_dir, env)
     assert rate > 0
     assert how.startswith("bcrypt alone (cost 4): 1 threads at once (min of ")

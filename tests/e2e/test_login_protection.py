@@ -37,7 +37,7 @@ def test_a_guesser_is_throttled_across_workers_and_the_owner_is_not(stack: Stack
         return _get(stack, scope, basic_auth("carol", f"guess-{n}"), source=GUESSER)
 
     # In parallel, so both workers take guesses: each worker counting alone would allow more.
-    # Two at a time: no more than a worker's places for bcrypt (1 running + BCRYPT_QUEUE 1), so
+    # Two at a time: no more than the service's places for bcrypt (2 running + 1 waiting), so
     # none is refused with 503 and each guess is either checked or throttled.
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(guess, range(2 * BURST)))

@@ -1,7 +1,7 @@
 """Logins beyond the service's bcrypt places: a worker refuses them 503 at once, and nginx holds
 each and tries it once more (nginx/registry.conf.template, token_retry) before answering.
 
-The stack has one place per worker (BCRYPT_CONCURRENCY 1, BCRYPT_QUEUE 0) and a hash that
+The stack has one bcrypt place in all (BCRYPT_CONCURRENCY 1, BCRYPT_QUEUE 0) and a hash that
 takes about a second to check, so six simultaneous logins by six users overflow it for far
 longer than nginx holds a refused request.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,21 @@ def _audit_by_user(log: Path) -> dict[str, list[dict[str, Any]]]:
     return by_user
 
 
+def _audit_when_written(log: Path, users: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The audit lines by user, once every answered try is there: a worker writes its line
+    before the answer leaves, but uWSGI's master copies it into the log file a moment later."""
+
+    def complete(lines: list[dict[str, Any]]) -> bool:
+        return bool(lines) and (lines[0]["outcome"] != "overloaded" or len(lines) >= 2)
+
+    deadline = time.monotonic() + 5
+    while not all(complete((audit := _audit_by_user(log))[user]) for user in users):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return audit
+
+
 def test_a_refused_login_is_tried_once_more_by_nginx(slow_stack: Stack) -> None:
     users = [f"slow-{n}" for n in range(LOGINS)]
     with ThreadPoolExecutor(LOGINS) as pool:
@@ -62,7 +78,7 @@ def test_a_refused_login_is_tried_once_more_by_nginx(slow_stack: Stack) -> None:
 
     statuses = sorted(status for status, _, _ in answers.values())
     assert set(statuses) == {200, 503}, statuses
-    audit = _audit_by_user(slow_stack.log_path("uwsgi"))
+    audit = _audit_when_written(slow_stack.log_path("uwsgi"), users)
     retried = 0
     for user, (status, headers, body) in answers.items():
         outcomes = [(line["outcome"], line["status"]) for line in audit[user]]
@@ -78,8 +94,7 @@ def test_a_refused_login_is_tried_once_more_by_nginx(slow_stack: Stack) -> None:
             # The service's own answer, passed on: its JSON error and Retry-After.
             assert headers["Retry-After"] == "1"
             assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
-    assert retried >= LOGINS - 2  # two places, one per worker
-
+    assert retried >= LOGINS - 1  # one place in all
 
 
 BURST_CONNECTIONS = 256  # wrk's connections, each asking again as soon as it is answered
