@@ -140,10 +140,16 @@ def start_stack(
     return stack
 
 
-def warm_up(stack: Stack, scenario: Scenario, connections: Sequence[int]) -> None:
-    """One request must get a token, then wrk fills the caches and wakes every thread."""
+def checked_url(stack: Stack, scenario: Scenario) -> str:
+    """``scenario``'s URL on ``stack``, once one request to it has got a token."""
     url = f"{stack.realm}?{scenario.query}"
     check_token(url, scenario.headers or [authorization("user000001", PASSWORD)])
+    return url
+
+
+def warm_up(stack: Stack, scenario: Scenario, connections: Sequence[int]) -> None:
+    """One request must get a token, then wrk fills the caches and wakes every thread."""
+    url = checked_url(stack, scenario)
     counts = scenario.connections or connections
     wrk.run(
         wrk.command(url, max(counts), WARM_UP_SECONDS, scenario.headers, scenario.logins),
@@ -160,8 +166,7 @@ def median_run(runs: Sequence[report.Row]) -> report.Row:
 def measure_once(stack: Stack, scenario: Scenario, count: int, seconds: float) -> report.Row:
     """One wrk run of ``scenario`` at ``count`` connections, on a stack left idle after it, so
     that what it queued is not measured in the next run (on this stack or another)."""
-    url = f"{stack.realm}?{scenario.query}"
-    check_token(url, scenario.headers or [authorization("user000001", PASSWORD)])
+    url = checked_url(stack, scenario)
     wait_until_idle(stack)
     if scenario.flood:
         return measure_under_flood(stack, url, scenario, count, seconds)
@@ -209,7 +214,6 @@ def measure_rounds(
     connections: Sequence[int],
     seconds: float,
     repeats: int,
-    workers: Workers,
 ) -> Measured:
     """Each round measures every scenario once at each connection count. A busy stretch on the
     shared machine then slows one run of every row alike, rather than all the runs of whichever
@@ -259,7 +263,7 @@ def run(
                 log(f"stack for {configuration.name}")
                 base = Path(tmp) / configuration.name
                 stacks[configuration.name] = start_stack(base, configuration, pass_hash, workers)
-            measured = measure_rounds(stacks, selected, connections, seconds, repeats, workers)
+            measured = measure_rounds(stacks, selected, connections, seconds, repeats)
         finally:
             for stack in stacks.values():
                 stack.stop()
