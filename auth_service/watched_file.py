@@ -2,6 +2,14 @@
 
 At most once per interval a caller ``stat``s the files; only a changed inode, size or mtime makes
 it parse them. A load that fails keeps the last good value and is logged once per broken version.
+
+Two rules keep every answer as fresh as what the process has seen:
+
+- A process forked from the one that loaded the files (uWSGI loads the app in its master, then
+  forks, and respawns a killed worker from that same start-up copy) looks at the files before
+  its first answer: otherwise a respawned worker would serve the configuration of start-up, a
+  changed password's old value included.
+- While one thread reloads, the others wait for it instead of serving the copy it is replacing.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ class WatchedFiles(Generic[T]):
         self._current = load()  # at start-up a ConfigError propagates: refuse to start
         self._failed_stamps: tuple[FileStamp, ...] | None = None
         self._next_check = clock() + interval
+        self._pid = os.getpid()
         self.last_reload_ok = True
 
     def _read_stamps(self) -> tuple[FileStamp, ...]:
@@ -57,12 +66,14 @@ class WatchedFiles(Generic[T]):
 
     def current(self) -> T:
         """The value in force, reloaded first if the files changed."""
-        if self._clock() >= self._next_check and self._lock.acquire(blocking=False):
-            try:
-                self._next_check = self._clock() + self._interval
-                self._reload_if_changed()
-            finally:
-                self._lock.release()
+        if self._clock() >= self._next_check or self._pid != os.getpid():
+            with self._lock:  # a thread that finds a reload under way waits for its result
+                if self._pid != os.getpid():  # first call in a forked process: look now
+                    self._pid = os.getpid()
+                    self._next_check = 0.0
+                if self._clock() >= self._next_check:  # not done by the thread we waited for
+                    self._reload_if_changed()
+                    self._next_check = self._clock() + self._interval
         return self._current
 
     def _reload_if_changed(self) -> None:

@@ -72,6 +72,7 @@ def running_stack(
     write_e2e_config(base / "config")
     if users is not None:
         helpers.write_json(base / "config" / "users.json", users)
+    (base / "config" / "users.json").chmod(0o600)  # as `auth-service init` makes it
     running = Stack.for_config_dir(base / "state", base / "config", free_port())
     running.tls = tls
     running.extra_env = dict(env or {})
