@@ -9,7 +9,7 @@ from flask import Flask
 
 from . import operations, views
 from .audit import AuditLog
-from .bcrypt_gate import BcryptGate
+from .bcrypt_gate import BcryptGate, default_queue_limit
 from .credential_cache import CredentialCache
 from .live_config import LiveConfig
 from .login_throttle import LoginThrottle, shared_store
@@ -20,6 +20,7 @@ from .revocations import load_revocations
 from .service import TokenService
 from .settings import load_settings
 from .tokens import TokenSigner
+from .users import UNKNOWN_NAME_KEY_LABEL
 from .watched_file import WatchedFiles
 
 
@@ -32,9 +33,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     overrides = dict(test_config or {})
     settings = load_settings(overrides.pop("CONFIG_DIR", None), overrides=overrides)
     signer = TokenSigner.from_files(
-        settings.key_path, settings.cert_path, settings.issuer, settings.token_lifetime
+        settings.key_path,
+        settings.cert_path,
+        settings.issuer,
+        settings.token_lifetime,
+        settings.token_header,
     )
-    live = LiveConfig(settings.users_path, settings.repositories_path, settings.bcrypt_cost)
+    live = LiveConfig(
+        settings.users_path,
+        settings.repositories_path,
+        settings.bcrypt_cost,
+        name_key=signer.derive_secret(UNKNOWN_NAME_KEY_LABEL),
+    )
     revocations = WatchedFiles(
         [settings.revocations_path], lambda: load_revocations(settings.revocations_path)
     )
@@ -45,10 +55,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         )
 
     passwords = PasswordChecker(
+        settings.users_path,
         CredentialCache(settings.credential_cache_seconds, settings.credential_cache_size),
-        BcryptGate(settings.bcrypt_concurrency, settings.bcrypt_queue),
+        BcryptGate(
+            settings.bcrypt_concurrency,
+            default_queue_limit() if settings.bcrypt_queue is None else settings.bcrypt_queue,
+            settings.bcrypt_wait_seconds,
+        ),
         LoginThrottle(
-            settings.login_throttle_burst, settings.login_throttle_per_minute, shared_store()
+            settings.login_throttle_burst,
+            settings.login_throttle_per_minute,
+            shared_store(),
+            address_burst=settings.login_throttle_address_burst,
+            address_per_minute=settings.login_throttle_address_per_minute,
         ),
     )
 

@@ -2,6 +2,10 @@
 
 Read-modify-write of a shared file (``users.json``, ``revocations.json``) goes through
 :func:`locked_update`, which serialises writers with an ``flock`` on a lock file beside it.
+
+A new file is private (0600) unless the caller says otherwise: most of what is written here
+holds password hashes, revocations or a key. A file that is replaced keeps its mode, owner and
+group, so an operator's choice (say 0640 for a group that must read it) survives every edit.
 """
 
 from __future__ import annotations
@@ -15,24 +19,31 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+PRIVATE_MODE = 0o600
+
 
 def write_atomic(
-    path: Path, data: bytes, mode: int = 0o644, owner: tuple[int, int] | None = None
+    path: Path, data: bytes, mode: int = PRIVATE_MODE, owner: tuple[int, int] | None = None
 ) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory, fsync, rename.
 
-    ``owner`` (uid, gid) is given to the new file where permitted, so that root editing a
-    service's file leaves it readable by the service.
+    A new file gets ``mode`` (0600 unless given) and ``owner`` (uid, gid) where permitted. A file
+    that exists keeps its own mode, owner and group instead, so that root editing a service's
+    file leaves it readable by the service, and a group that reads it still does.
     """
     path = Path(path)
+    try:
+        existing = os.stat(path)
+        mode, owner = stat.S_IMODE(existing.st_mode), (existing.st_uid, existing.st_gid)
+    except FileNotFoundError:
+        pass
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
+            # mkstemp made it 0600; the owner first, as a change of owner may clear mode bits.
             if owner is not None and owner != (os.geteuid(), os.getegid()):
-                # Not root: the file stays ours, as any file we write.
-                with contextlib.suppress(PermissionError):
-                    os.fchown(handle.fileno(), *owner)
+                _give(handle.fileno(), *owner)
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -47,6 +58,17 @@ def write_atomic(
         os.close(directory)
 
 
+def _give(fd: int, uid: int, gid: int) -> None:
+    """Give the open file to ``uid``:``gid``, or at least to the group, as far as permitted."""
+    try:
+        os.fchown(fd, uid, gid)
+    except PermissionError:
+        # Not root: the file stays ours, but a member of the file's group may still give it
+        # that group (the one that must read it).
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, -1, gid)
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Serialise writers of ``path`` across processes with a lock file beside it."""
@@ -59,18 +81,18 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def locked_update(path: Path, change: Callable[[bytes | None], bytes], mode: int = 0o644) -> None:
+def locked_update(
+    path: Path, change: Callable[[bytes | None], bytes], mode: int = PRIVATE_MODE
+) -> None:
     """Replace ``path`` with ``change(its content)`` (None if missing), under :func:`locked`.
 
-    The write is atomic and keeps the file's mode and owner; a new file gets ``mode``. If
-    ``change`` raises, nothing is written.
+    The write is atomic and keeps the file's mode, owner and group; a new file gets ``mode``
+    (0600 unless given). If ``change`` raises, nothing is written.
     """
     path = Path(path)
     with locked(path):
         try:
             current: bytes | None = path.read_bytes()
-            st = os.stat(path)
-            mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
         except FileNotFoundError:
-            current, owner = None, None
-        write_atomic(path, change(current), mode, owner)
+            current = None
+        write_atomic(path, change(current), mode)

@@ -1,29 +1,42 @@
-"""Bounded bcrypt work: a flood of logins can't take the CPU, or the threads, from everyone else.
+"""Fair, bounded bcrypt work: logins wait their turn, and no client can take the turns of others.
 
-Across all of uWSGI's workers at most ``BCRYPT_CONCURRENCY`` checks run and at most
-``BCRYPT_QUEUE`` more wait for a turn; a check beyond that is refused at once
-(:class:`Overloaded`, a 503 with ``Retry-After``) instead of holding a thread that a cached or
-anonymous request could use. The bound is the machine's, not each worker's (the places are
-:class:`.shared_places.SharedPlaces`): the cores it protects are shared, and a waiting check
-starts as soon as any running one ends, in whichever worker, so bcrypt keeps every core it may
-have busy while each worker keeps only the threads it needs.
+At most ``BCRYPT_CONCURRENCY`` checks run at once across all of uWSGI's workers: the cores are the
+machine's, so the bound is too (the turns are :class:`.shared_places.SharedPlaces`, which the
+kernel frees when a worker dies). A login that finds every turn taken waits for one, up to
+``BCRYPT_WAIT_SECONDS``; only a login that could not start within that time is refused
+(:class:`Overloaded`, 503 with ``Retry-After``). Clients do not retry a 503 from the token
+endpoint, so refusing a login the cores could check a moment later fails a pull or a push.
 
-The checks run on this process's own bcrypt threads, at a lower CPU priority (nice 5): when
-the cores are busy, the scheduler serves the cheap requests first and bcrypt takes what is left.
+Waiting logins take turns round-robin by client address, then by user name within an address:
+an address with 60 logins waiting delays another address's one login by a few checks, not 60,
+and while other addresses wait, an address is not given more than its share of the turns.
+Each worker keeps its own queue; one dispatcher thread per worker hands the turns it wins to
+its queue's next login. The dispatchers of the workers look for a free turn the same way (a
+poll every millisecond while they have logins waiting), so a turn that ends goes to either
+worker alike, not back to the one that gave it up.
 
-Identical checks share one run: while a user and password are being checked, the same pair
-waits for that answer instead of starting its own. The 32 parallel requests of a
+A waiting login holds a uWSGI thread that does nothing until its turn (it uses no CPU). At most
+``queue`` logins wait in one worker; uwsgi.ini gives each worker more threads than that, so
+cached, refresh-token and anonymous requests always find a thread.
+
+The checks run on this process's own bcrypt threads, at a lower CPU priority (nice 5): when the
+cores are busy, the scheduler serves the cheap requests first and bcrypt takes what is left.
+
+Identical checks share one run: while a user and password are being checked, the same pair waits
+for that answer instead of starting its own. The 32 parallel requests of a
 ``docker compose pull`` with one password cost one bcrypt check per worker, not 32.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from .shared_places import SharedPlaces
@@ -32,15 +45,35 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# Longest a check waits for a turn; far beyond a queue's worth of bcrypt at any sane cost.
-MAX_WAIT_SECONDS = 20.0
-# How often a waiting check looks for a turn: against ~60 ms of bcrypt at cost 10, a turn stays
-# idle 0.5 ms on average, and only the BCRYPT_QUEUE waiting checks look.
+# How often a worker with logins waiting looks for a free turn: a turn stays idle half of this on
+# average, against tens of milliseconds of bcrypt, and only one thread per worker looks.
 TURN_POLL_SECONDS = 0.001
-# Enough that cheap requests go first under a flood; not so much that bcrypt, with logins held
-# and retried by nginx around it, falls behind what the cores allow (nice 10 gave cold logins
-# 0.87-0.89 of bcrypt alone; 0 gave 0.89-0.93, with the flood's p99 16 ms instead of 9).
+# Enough that cheap requests go first under a flood, not so much that bcrypt falls behind what
+# the cores allow (benchmarks/README.md).
 BCRYPT_NICENESS = 5
+# Longest a started check may take before the request stops waiting for it: far beyond bcrypt's
+# highest sane cost, and within uWSGI's harakiri.
+MAX_CHECK_SECONDS = 15.0
+
+
+# Threads of a uWSGI worker that waiting logins never take: those of the running checks, and
+# room for the cheap requests that must not queue behind logins.
+RESERVED_THREADS = 8
+# Waiting logins per process outside uWSGI (the development server, tests).
+DEFAULT_QUEUE = 64
+
+
+def default_queue_limit() -> int:
+    """How many logins may wait in this process: all but :data:`RESERVED_THREADS` of a uWSGI
+    worker's threads (``threads`` in uwsgi.ini), or :data:`DEFAULT_QUEUE` outside uWSGI."""
+    try:
+        import uwsgi  # type: ignore[import-not-found]  # exists only inside uWSGI
+    except ImportError:
+        return DEFAULT_QUEUE
+    threads = uwsgi.opt.get("threads", b"1")
+    if isinstance(threads, list):  # an option given twice: the last one counts
+        threads = threads[-1]
+    return max(1, int(threads) - RESERVED_THREADS)
 
 
 def _lower_priority() -> None:
@@ -52,11 +85,11 @@ def _lower_priority() -> None:
 
 
 class Overloaded(Exception):
-    """Too much bcrypt work is already running or waiting in this process."""
+    """A login could not start its bcrypt check in time, or too many already wait for one."""
 
 
 class _Flight(Generic[T]):
-    """One running check, and the answer (or exception) its followers will share."""
+    """One login being checked, and the answer (or exception) its copies will share."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -64,41 +97,117 @@ class _Flight(Generic[T]):
         self.error: BaseException | None = None
 
 
-class BcryptGate:
-    """Admits bcrypt checks: a few at a time, a few more waiting, identical ones shared."""
+class _Ticket:
+    """One login waiting for a turn, and where its check's answer will be."""
 
-    def __init__(self, concurrency: int, queue: int) -> None:
+    __slots__ = ("check", "address", "user", "started", "answer")
+
+    def __init__(self, check: Callable[[], object], address: str, user: str) -> None:
+        self.check = check
+        self.address = address
+        self.user = user
+        self.started = threading.Event()  # set by the dispatcher, under the queue's lock
+        self.answer: Future = Future()
+
+
+class FairQueue:
+    """Waiting tickets, handed out round-robin by address, then by user within an address."""
+
+    def __init__(self) -> None:
+        self._by_address: OrderedDict[str, OrderedDict[str, deque[_Ticket]]] = OrderedDict()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def addresses(self) -> set[str]:
+        return set(self._by_address)
+
+    def push(self, ticket: _Ticket) -> None:
+        users = self._by_address.setdefault(ticket.address, OrderedDict())
+        users.setdefault(ticket.user, deque()).append(ticket)
+        self._count += 1
+
+    def remove(self, ticket: _Ticket) -> None:
+        users = self._by_address[ticket.address]
+        tickets = users[ticket.user]
+        tickets.remove(ticket)
+        self._count -= 1
+        if not tickets:
+            del users[ticket.user]
+            if not users:
+                del self._by_address[ticket.address]
+
+    def pop_next(self, over_share: Callable[[str], bool]) -> _Ticket | None:
+        """The next ticket in turn; an address ``over_share`` is passed over while another waits,
+        but a turn is never left idle for it."""
+        if not self._by_address:
+            return None
+        chosen = next((a for a in self._by_address if not over_share(a)), None)
+        if chosen is None:
+            chosen = next(iter(self._by_address))
+        users = self._by_address[chosen]
+        user, tickets = next(iter(users.items()))
+        ticket = tickets.popleft()
+        self._count -= 1
+        # Whoever was served goes to the back of the line: its next login waits for the others'.
+        if tickets:
+            users.move_to_end(user)
+        else:
+            del users[user]
+        if users:
+            self._by_address.move_to_end(chosen)
+        else:
+            del self._by_address[chosen]
+        return ticket
+
+
+class BcryptGate:
+    """Admits bcrypt checks: a few at a time, the rest waiting their turn fairly, identical ones
+    shared. ``queue`` bounds the logins waiting in this process; ``wait_seconds`` how long each
+    may wait before it is refused."""
+
+    def __init__(self, concurrency: int, queue: int, wait_seconds: float = 10.0) -> None:
         self.concurrency = concurrency
-        self._places = SharedPlaces(concurrency + queue)  # running or waiting
-        self._turns = SharedPlaces(concurrency)  # running
+        self.queue_limit = queue
+        self.wait_seconds = wait_seconds
+        self._turns = SharedPlaces(concurrency)
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = -1
+        self._pid = -1
+        self._state_lock = threading.Lock()
 
-    def _threads(self) -> ThreadPoolExecutor:
-        # Made in the process that uses it: uWSGI forks workers after loading the app, and
-        # threads do not survive a fork.
-        if self._pool_pid != os.getpid():
-            with self._lock:
-                if self._pool_pid != os.getpid():
+    def _process_state(self) -> threading.Condition:
+        """This process's queue, dispatcher and bcrypt threads, made on first use in it: uWSGI
+        forks its workers after loading the app, and threads do not survive a fork."""
+        if self._pid != os.getpid():
+            with self._state_lock:
+                if self._pid != os.getpid():
+                    self._flights = {}
+                    self._queue = FairQueue()
+                    self._running: Counter[str] = Counter()
+                    self._changed = threading.Condition()
                     # As many threads as turns: every running check may be in this worker.
                     self._pool = ThreadPoolExecutor(
                         self.concurrency, "bcrypt", initializer=_lower_priority
                     )
-                    self._pool_pid = os.getpid()
-        assert self._pool is not None
-        return self._pool
+                    threading.Thread(
+                        target=self._dispatch, name="bcrypt-turns", daemon=True
+                    ).start()
+                    self._pid = os.getpid()
+        return self._changed
 
     def in_flight(self, key: bytes) -> bool:
         """Whether a check of ``key`` is running or waiting now (:meth:`run` would join it)."""
         return key in self._flights
 
-    def run(self, key: bytes, check: Callable[[], T]) -> T:
+    def run(self, key: bytes, check: Callable[[], T], address: str = "", user: str = "") -> T:
         """``check()``'s answer, shared with every concurrent call of the same ``key``.
 
-        Raises :class:`Overloaded` when the running and waiting places are all taken.
+        ``address`` and ``user`` name whose turn it is. Raises :class:`Overloaded` when the
+        check could not start within ``wait_seconds``, or too many logins already wait.
         """
+        self._process_state()
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
@@ -107,7 +216,7 @@ class BcryptGate:
         if not leader:
             return self._follow(flight)
         try:
-            flight.result = self._admit(check)
+            flight.result = self._admit(check, address, user)
         except BaseException as exc:
             flight.error = exc
             raise
@@ -117,41 +226,71 @@ class BcryptGate:
             flight.done.set()
         return flight.result
 
-    @staticmethod
-    def _follow(flight: _Flight[T]) -> T:
-        if not flight.done.wait(MAX_WAIT_SECONDS):
+    def _follow(self, flight: _Flight[T]) -> T:
+        if not flight.done.wait(self.wait_seconds + MAX_CHECK_SECONDS):
             raise Overloaded("a login check took too long")
         if flight.error is not None:
             raise flight.error
         return flight.result  # type: ignore[return-value]
 
-    def _admit(self, check: Callable[[], T]) -> T:
-        place = self._places.try_take()
-        if place is None:
-            raise Overloaded("too many logins are being checked")
+    def _admit(self, check: Callable[[], T], address: str, user: str) -> T:
+        changed = self._process_state()
+        ticket = _Ticket(check, address, user)
+        with changed:
+            turn = self._turns.try_take() if not self._queue else None
+            if turn is not None:  # nobody here waits and a turn is free: no need to queue
+                self._start(ticket, turn)
+            elif len(self._queue) >= self.queue_limit:
+                raise Overloaded("too many logins are waiting to be checked")
+            else:
+                self._queue.push(ticket)
+                changed.notify()  # the dispatcher, if it sleeps on an empty queue
+        # Each login sleeps on its own event: a turn wakes one thread, not every waiting one.
+        if not ticket.started.wait(self.wait_seconds):
+            with changed:
+                if not ticket.started.is_set():
+                    self._queue.remove(ticket)
+                    raise Overloaded("no bcrypt turn came free in time")
         try:
-            turn = self._wait_for_turn()
+            return ticket.answer.result(MAX_CHECK_SECONDS)
+        except TimeoutError:
+            raise Overloaded("a login check took too long") from None
 
-            def run_on_turn() -> T:
-                try:
-                    return check()
-                finally:  # the turn ends with the check, even one its request gave up on
+    def _over_share(self, address: str) -> bool:
+        active = len(self._queue.addresses() | {a for a, n in self._running.items() if n})
+        return self._running[address] >= max(1, math.ceil(self.concurrency / max(1, active)))
+
+    def _dispatch(self) -> None:
+        """Hand every turn this process wins to the next waiting login (the dispatcher thread)."""
+        changed = self._changed
+        while True:
+            with changed:
+                changed.wait_for(lambda: len(self._queue) > 0)
+            turn = self._turns.try_take()
+            if turn is None:
+                time.sleep(TURN_POLL_SECONDS)
+                continue
+            with changed:
+                ticket = self._queue.pop_next(self._over_share)
+                if ticket is None:  # the logins gave up waiting meanwhile
                     self._turns.give_back(turn)
+                    continue
+                self._start(ticket, turn)
 
-            future = self._threads().submit(run_on_turn)
-            try:
-                return future.result(timeout=MAX_WAIT_SECONDS)
-            except TimeoutError:
-                if future.cancel():  # never started, so never gave its turn back
-                    self._turns.give_back(turn)
-                raise Overloaded("a login check waited too long") from None
-        finally:
-            self._places.give_back(place)
+    def _start(self, ticket: _Ticket, turn: int) -> None:
+        """Run ``ticket``'s check on ``turn`` (called under the queue's lock)."""
+        self._running[ticket.address] += 1
+        ticket.started.set()
+        self._pool.submit(self._run_on_turn, ticket, turn)
 
-    def _wait_for_turn(self) -> int:
-        deadline = time.monotonic() + MAX_WAIT_SECONDS
-        while (turn := self._turns.try_take()) is None:
-            if time.monotonic() > deadline:
-                raise Overloaded("a login check waited too long for a turn")
-            time.sleep(TURN_POLL_SECONDS)
-        return turn
+    def _run_on_turn(self, ticket: _Ticket, turn: int) -> None:
+        try:
+            ticket.answer.set_result(ticket.check())
+        except BaseException as exc:
+            ticket.answer.set_exception(exc)
+        finally:  # the turn ends with the check, even one its request gave up on
+            self._turns.give_back(turn)
+            with self._changed:
+                self._running[ticket.address] -= 1
+                if not self._running[ticket.address]:
+                    del self._running[ticket.address]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from .refresh_tokens import InvalidRefreshToken
 from .revocations import revoke_token, revoke_user
 from .service import TokenService
 from .settings import CONFIG_FILE, USERS_FILE, config_dir_from_env, load_settings
+from .users import escape_unprintable, look_alike_warning, shown_name
 from .views import EXTENSION
 
 
@@ -74,7 +76,7 @@ def revoke_user_command(username: str) -> None:
     """Revoke every refresh token USERNAME holds now (a later login gets a new one)."""
     service = _service()
     revoke_user(service.settings.revocations_path, username)
-    click.echo(f"revoked all refresh tokens of {username!r} issued until now")
+    click.echo(f"revoked all refresh tokens of {shown_name(username)} issued until now")
 
 
 # The commands below work on the files without building the app, so that they still run when
@@ -151,18 +153,27 @@ def users_add(
     cost: int | None,
     password_stdin: bool,
 ) -> None:
-    """Add user NAME; the password is asked for (never an argument)."""
+    """Add user NAME; the password is asked for (never an argument).
+
+    NAME: 1 to 256 printable characters, without ':' and without a space at either end.
+    """
+    _or_fail(lambda: user_admin.check_user_name(name))
     parsed = _or_fail(lambda: user_admin.parse_grant_options(grants, name))
+    path = _config_dir() / USERS_FILE
+    look_alikes: list[str] = []
+
+    def add(document: dict[str, Any], pass_hash: str) -> dict[str, Any]:
+        look_alikes[:] = user_admin.look_alikes_of(document | {name: {}}, name)
+        return user_admin.add_user(document, name, pass_hash, parsed, groups, catalog)
+
     _or_fail(
         lambda: user_admin.update_with_new_hash(
-            _config_dir() / USERS_FILE,
-            lambda doc, pass_hash: user_admin.add_user(
-                doc, name, pass_hash, parsed, groups, catalog
-            ),
-            lambda: _hash_new_password(password_stdin, cost),
+            path, add, lambda: _hash_new_password(password_stdin, cost)
         )
     )
-    click.echo(f"added user {name!r}")
+    click.echo(f"added user {shown_name(name)}")
+    for other in look_alikes:
+        click.echo(f"warning: {look_alike_warning(path, other, name)}", err=True)
 
 
 @users.command("passwd")
@@ -178,7 +189,7 @@ def users_passwd(name: str, cost: int | None, password_stdin: bool) -> None:
             lambda: _hash_new_password(password_stdin, cost),
         )
     )
-    click.echo(f"changed the password of {name!r}")
+    click.echo(f"changed the password of {shown_name(name)}")
 
 
 @users.command("remove")
@@ -187,26 +198,39 @@ def users_remove(name: str) -> None:
     """Remove user NAME (their refresh tokens stop working)."""
     path = _config_dir() / USERS_FILE
     _or_fail(lambda: user_admin.update_users(path, lambda doc: user_admin.remove_user(doc, name)))
-    click.echo(f"removed user {name!r}")
+    click.echo(f"removed user {shown_name(name)}")
 
 
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of lines.")
 def users_list(as_json: bool) -> None:
-    """List users with their groups, grants and catalog right (never their hashes)."""
+    """List users with their groups, grants and catalog right (never their hashes).
+
+    No character that could move the cursor or reorder the line reaches the terminal raw: names
+    are checked when loaded, and whatever is unprintable is escaped all the same.
+    """
     document = _or_fail(lambda: user_admin.read_users(_config_dir() / USERS_FILE))
     listed = user_admin.list_users(document)
     if as_json:
-        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        click.echo(_json_escape_unprintable(json.dumps(listed, indent=2, ensure_ascii=False)))
         return
     for user in listed:
         grants = " ".join(
             f"{key}={','.join(actions) or '-'}" for key, actions in user["repositories"].items()
         )
-        click.echo(
+        line = (
             f"{user['name']}  groups: {','.join(user['groups']) or '-'}  "
             f"catalog: {'yes' if user['catalog'] else 'no'}  repositories: {grants or '-'}"
         )
+        click.echo(escape_unprintable(line))
+
+
+def _json_escape_unprintable(text: str) -> str:
+    """JSON text with every unprintable character inside its strings as a \\u escape; the
+    newlines of its indentation stay (json.dumps writes no other raw one)."""
+    return "".join(
+        char if char == "\n" or char.isprintable() else json.dumps(char)[1:-1] for char in text
+    )
 
 
 @click.command("hash-password")
@@ -242,14 +266,18 @@ def _configured_paths() -> tuple[Path | None, Path | None]:
 def keys_generate(
     key_path: Path | None, cert_path: Path | None, name: str, days: int, force: bool
 ) -> None:
-    """Write a new EC P-256 signing key (mode 0600) and a self-signed certificate for it."""
+    """Write a new EC P-256 signing key (mode 0600) and a self-signed certificate for it.
+
+    Files replaced with --force keep their mode, owner and group.
+    """
     if key_path is None or cert_path is None:
         configured_key, configured_cert = _configured_paths()
         key_path, cert_path = key_path or configured_key, cert_path or configured_cert
         if key_path is None or cert_path is None:
             raise click.UsageError("give --key and --cert (config.py names neither)")
     cert = _or_fail(lambda: write_signing_pair(key_path, cert_path, name, days, force))
-    click.echo(f"wrote {key_path} (mode 0600) and {cert_path}: CN={name}, ", nl=False)
+    key_mode = stat.S_IMODE(key_path.stat().st_mode)
+    click.echo(f"wrote {key_path} (mode {key_mode:04o}) and {cert_path}: CN={name}, ", nl=False)
     click.echo(f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
 
 

@@ -32,8 +32,16 @@ from .settings import (
     Settings,
     load_settings,
 )
-from .tokens import algorithm_for, load_certificate, load_private_key
-from .users import VALIDATION_ONLY_COST, User, bcrypt_cost, parse_users
+from .tokens import X5C_HEADER, algorithm_for, load_certificate, load_private_key
+from .users import (
+    VALIDATION_ONLY_COST,
+    User,
+    bcrypt_cost,
+    look_alike_names,
+    look_alike_warning,
+    most_common_cost,
+    parse_users,
+)
 
 WEAK_COST = 10  # below: a stolen users.json gives passwords up quickly
 SLOW_COST = 14  # above: each login costs a second or more of CPU
@@ -96,9 +104,28 @@ def check_config(config_dir: Path, now: dt.datetime | None = None) -> list[Findi
             groups = _group_names(config_dir / GROUPS_FILE)
         users = _check_users(config_dir / USERS_FILE, groups, findings)
         _check_costs(config_dir, settings, users, findings)
+        for earlier, later in look_alike_names(user.name for user in users):
+            findings.append(
+                Finding(look_alike_warning(config_dir / USERS_FILE, earlier, later), False)
+            )
         attempt(lambda: load_repositories(config_dir / REPOSITORIES_FILE))
         attempt(lambda: load_revocations(config_dir / REVOCATIONS_FILE))
+    for name in (USERS_FILE, REVOCATIONS_FILE):
+        _check_not_world_readable(config_dir / name, findings)
     return findings
+
+
+def _check_not_world_readable(path: Path, findings: list[Finding]) -> None:
+    """A warning if every local user may read ``path`` (password hashes, revocations)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # missing or unreadable: the loaders say so where it matters
+    if mode & 0o004:
+        problem = (
+            f"readable by every user (mode {mode:04o}); chmod 600, or 640 if a group must read it"
+        )
+        findings.append(Finding(str(ConfigError(str(path), None, problem)), problem=False))
 
 
 def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetime) -> None:
@@ -110,7 +137,7 @@ def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetim
             load_certificate(settings.cert_path, key, now)
     except ConfigError as exc:
         findings.append(Finding(str(exc)))
-    if settings.cert_path is None:
+    if settings.cert_path is None and settings.token_header == X5C_HEADER:
         findings.append(
             Finding(
                 f"{config_py}: CERT_PATH: not set: tokens carry no x5c header, which registry 3 "
@@ -181,18 +208,34 @@ def _check_costs(
         )
         if finding:
             findings.append(finding)
-    if settings is None or settings.bcrypt_cost is None:
+    target = None if settings is None else settings.bcrypt_cost
+    if len(costs) > 1:
+        findings.append(_mixed_costs_finding(config_dir / USERS_FILE, costs, target))
+    if target is None:
         return
     config_py = str(config_dir / CONFIG_FILE)
-    finding = _cost_finding(config_py, "BCRYPT_COST", settings.bcrypt_cost)
+    finding = _cost_finding(config_py, "BCRYPT_COST", target)
     if finding:
         findings.append(finding)
-    usual = costs.most_common(1)[0][0] if costs else settings.bcrypt_cost
-    if usual != settings.bcrypt_cost:
+    if len(costs) == 1 and target not in costs:
         findings.append(
             Finding(
-                f"{config_py}: BCRYPT_COST: {settings.bcrypt_cost} differs from the cost of most "
-                f"hashes ({usual}): unknown users are answered in a different time than known ones",
+                f"{config_py}: BCRYPT_COST: {target} differs from the cost of the hashes "
+                f"({next(iter(costs))}): each is rehashed to {target} at its user's next login",
                 problem=False,
             )
         )
+
+
+def _mixed_costs_finding(users_json: Path, costs: Counter[int], target: int | None) -> Finding:
+    """One line for a users.json whose hashes have several costs: which, how many, and the cost
+    each is rehashed to at its user's next login (``BCRYPT_COST``, else the most common)."""
+    why = "BCRYPT_COST"
+    if target is None:
+        target, why = most_common_cost(costs), "the most common, as BCRYPT_COST is not set"
+    counts = ", ".join(f"{costs[cost]} at cost {cost}" for cost in sorted(costs))
+    return Finding(
+        f"{users_json}: bcrypt costs are mixed ({counts}): hashes are rehashed to cost {target} "
+        f"({why}) as their users log in",
+        problem=False,
+    )

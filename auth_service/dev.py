@@ -25,6 +25,11 @@ DEV_SERVICE = "token-service-dev"
 DEV_ISSUER = "token-service-dev"
 # The first users may well go to production (compose's one-time setup): the usual cost.
 USER_BCRYPT_COST = 12
+# Settings, the certificate and the public repositories are no secret (compose's registry must
+# read the certificate); users.json holds password hashes and the key signs tokens: 0600, read by
+# the service, which runs as the same user as `init` in compose.
+PUBLIC_FILE_MODE = 0o644
+PRIVATE_FILE_MODE = 0o600
 
 CONFIG_TEMPLATE = '''"""Written by `python -m auth_service.dev`; the README lists every setting."""
 
@@ -54,13 +59,13 @@ def ensure_dev_config(
     config_dir.mkdir(parents=True, exist_ok=True)
     if not (config_dir / CONFIG_FILE).exists():
         text = CONFIG_TEMPLATE.format(issuer=issuer, service=service)
-        write_atomic(config_dir / CONFIG_FILE, text.encode())
+        write_atomic(config_dir / CONFIG_FILE, text.encode(), PUBLIC_FILE_MODE)
         print(f"created {config_dir / CONFIG_FILE}", file=out)
     key_path, cert_path = config_dir / "token.key", config_dir / "token.crt"
     if not key_path.exists() or not cert_path.exists():
         key_pem, cert_pem = generate_signing_pair(issuer, days=365)
-        write_atomic(key_path, key_pem, mode=0o600)
-        write_atomic(cert_path, cert_pem)
+        write_atomic(key_path, key_pem, PRIVATE_FILE_MODE)
+        write_atomic(cert_path, cert_pem, PUBLIC_FILE_MODE)
         print(f"created {key_path} and {cert_path}", file=out)
     if not (config_dir / USERS_FILE).exists():
         users = {}
@@ -69,10 +74,12 @@ def ensure_dev_config(
             pass_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(USER_BCRYPT_COST)).decode()
             users[name] = {"pass_hash": pass_hash, **user_grants}
             print(f"created user {name!r} with password {password} (shown only now)", file=out)
-        write_atomic(config_dir / USERS_FILE, json.dumps(users, indent=4).encode())
+        users_json = json.dumps(users, indent=4).encode()
+        write_atomic(config_dir / USERS_FILE, users_json, PRIVATE_FILE_MODE)
     if not (config_dir / REPOSITORIES_FILE).exists():
         document = {"blacklist": False, "repositories": list(public)}
-        write_atomic(config_dir / REPOSITORIES_FILE, json.dumps(document, indent=4).encode())
+        repositories_json = json.dumps(document, indent=4).encode()
+        write_atomic(config_dir / REPOSITORIES_FILE, repositories_json, PUBLIC_FILE_MODE)
         print(f"created {config_dir / REPOSITORIES_FILE}", file=out)
 
 

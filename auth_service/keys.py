@@ -1,12 +1,14 @@
 """Signing keys for operators: a new key and certificate on disk, and the JWKS of certificates.
 
 The cryptography itself is :mod:`.tokens`'s: :func:`.tokens.generate_signing_pair` makes the pair,
-:func:`.tokens.libtrust_key_id` names a key as the tokens' ``kid`` header does, and
+:func:`.tokens.key_id` names a key as the tokens' ``kid`` header does for a ``TOKEN_HEADER``, and
 :func:`.tokens.algorithm_for` is the algorithm the service signs with.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,26 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .atomic import write_atomic
 from .errors import ConfigError
-from .tokens import algorithm_for, b64url, generate_signing_pair, libtrust_key_id
+from .settings import (
+    CONFIG_FILE,
+    ENV_PREFIX,
+    config_dir_from_env,
+    load_settings,
+    parse_token_header,
+)
+from .tokens import (
+    JWK_CURVES,
+    X5C_HEADER,
+    algorithm_for,
+    b64url,
+    generate_signing_pair,
+    key_id,
+)
+
+log = logging.getLogger(__name__)
 
 KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
-_JWK_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
 def write_signing_pair(
@@ -55,16 +72,21 @@ def _b64url(number: int, length: int | None = None) -> str:
     return b64url(number.to_bytes(length, "big"))
 
 
-def jwk(public_key: Any, source: str) -> dict[str, str]:
-    """The JSON Web Key of a public key, ``kid`` being the libtrust key ID tokens carry."""
+def jwk(public_key: Any, source: str, token_header: str) -> dict[str, str]:
+    """The JSON Web Key of a public key, ``kid`` being the one tokens signed with it carry when
+    ``TOKEN_HEADER`` is ``token_header``.
+
+    The coordinates are fixed-length, as RFC 7518 asks: registry 3.x refuses a JWK without.
+    """
     algorithm = algorithm_for(public_key, source)  # refuses keys the service cannot sign with
-    key: dict[str, str] = {"kid": libtrust_key_id(public_key), "use": "sig", "alg": algorithm}
+    kid = key_id(public_key, token_header)
+    key: dict[str, str] = {"kid": kid, "use": "sig", "alg": algorithm}
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         numbers = public_key.public_numbers()
         size = (public_key.curve.key_size + 7) // 8
         key.update(
             kty="EC",
-            crv=_JWK_CURVES[public_key.curve.name],
+            crv=JWK_CURVES[public_key.curve.name],
             x=_b64url(numbers.x, size),
             y=_b64url(numbers.y, size),
         )
@@ -75,11 +97,41 @@ def jwk(public_key: Any, source: str) -> dict[str, str]:
     return key
 
 
-def jwks(paths: Iterable[Path]) -> dict[str, list[dict[str, str]]]:
-    """A JWKS document (``{"keys": [...]}``) of the keys of every certificate in ``paths``."""
+def configured_token_header() -> str:
+    """``TOKEN_HEADER`` as the service reads it: ``config.py`` and ``AUTH_SERVICE_TOKEN_HEADER``.
+
+    Without a ``config.py``, the environment variable or the default, ``"x5c"``.
+    """
+    config_dir = config_dir_from_env()
+    if not (config_dir / CONFIG_FILE).exists():
+        name = ENV_PREFIX + "TOKEN_HEADER"
+        if name not in os.environ:
+            return X5C_HEADER
+        try:
+            return parse_token_header(os.environ[name])
+        except ValueError as exc:
+            raise ConfigError(f"environment {name}", None, str(exc)) from None
+    settings = load_settings(config_dir)
+    if settings.token_header == X5C_HEADER and settings.cert_path is not None:
+        # The trap this JWKS would set: registry 3.x checks x5c against its rootcertbundle
+        # only, so a registry trusting just this file refuses every token.
+        log.warning(
+            'TOKEN_HEADER is "x5c" and CERT_PATH is set: tokens carry x5c, which registry 3.x '
+            "checks against its rootcertbundle only; for a registry trusting this JWKS, set "
+            'TOKEN_HEADER = "jwks"'
+        )
+    return settings.token_header
+
+
+def jwks(paths: Iterable[Path], token_header: str | None = None) -> dict[str, list[dict[str, str]]]:
+    """A JWKS document (``{"keys": [...]}``) of the keys of every certificate in ``paths``, each
+    ``kid`` being the one tokens carry when ``TOKEN_HEADER`` is ``token_header`` (by default,
+    as configured: :func:`configured_token_header`)."""
+    if token_header is None:
+        token_header = configured_token_header()
     keys: dict[str, dict[str, str]] = {}
     for path in paths:
         for cert in load_certificates(path):
-            entry = jwk(cert.public_key(), str(path))
+            entry = jwk(cert.public_key(), str(path), token_header)
             keys.setdefault(entry["kid"], entry)  # the same key twice is listed once
     return {"keys": list(keys.values())}

@@ -43,10 +43,12 @@ class LiveConfig:
         bcrypt_cost: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         groups_path: Path | None = None,
+        name_key: bytes | None = None,
     ) -> None:
         groups_path = users_path.with_name(GROUPS_FILE) if groups_path is None else groups_path
         self._paths = (users_path, repositories_path, groups_path)
         self._bcrypt_cost = bcrypt_cost
+        self._name_key = name_key  # see UserDirectory: which cost an unknown name is checked at
         # At start-up a ConfigError propagates from here: refuse to start.
         self._watched = WatchedFiles(self._paths, self._load, RELOAD_CHECK_SECONDS, clock)
 
@@ -54,7 +56,8 @@ class LiveConfig:
         users_path, repositories_path, groups_path = self._paths
         groups = load_groups(groups_path)  # first: users name groups, so need them to parse
         return AccessFiles(
-            load_users(users_path, self._bcrypt_cost, groups), load_repositories(repositories_path)
+            load_users(users_path, self._bcrypt_cost, groups, self._name_key),
+            load_repositories(repositories_path),
         )
 
     def current(self) -> AccessFiles:

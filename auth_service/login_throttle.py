@@ -1,11 +1,23 @@
-"""Throttling of failed logins, per client address and user name, shared by all workers.
+"""Throttling of failed logins, per client address and user name and per address, shared by all
+workers.
 
-Each (address, user) pair has a bucket of ``LOGIN_THROTTLE_BURST`` bcrypt checks, refilled at
-``LOGIN_THROTTLE_PER_MINUTE``. A check takes one; a successful login empties the record. Once
-the bucket is empty the pair is answered 429 with ``Retry-After`` before any work, even with the
-right password (otherwise a 200 would confirm a guess without costing a check), so a guesser is
-held to the refill rate. The same user from another address has another bucket: throttling
-slows a guesser and never locks the owner out.
+Two token buckets of bcrypt checks stand before every check:
+
+- one per (address, user name): ``LOGIN_THROTTLE_BURST`` checks, refilled at
+  ``LOGIN_THROTTLE_PER_MINUTE``. It holds a guesser of one user's password to the refill rate.
+  The same user from another address has another bucket: it slows a guesser and never locks the
+  owner out.
+- one per address, across all user names: ``LOGIN_THROTTLE_ADDRESS_BURST`` checks, refilled at
+  ``LOGIN_THROTTLE_ADDRESS_PER_MINUTE``. It holds a sprayer (one password against many names,
+  each with a full bucket of its own) to that rate: after the burst, at most the rate in bcrypt
+  checks.
+
+A check takes one token from both. The right password empties the pair's record and gives back
+the one address token its check took, but no more: correct logins cost an address nothing, so
+an office behind one NAT address is only throttled by its failures, and a sprayer who owns one
+valid account cannot refill his address's bucket by logging in with it. Once either bucket is
+empty the login is answered 429 with ``Retry-After`` before any work, even with the right
+password (otherwise a 200 would confirm a guess without costing a check).
 
 The buckets must be shared by every worker of an instance, or each worker would allow its own
 burst. Under uWSGI they live in the uWSGI cache ``auth_throttle`` that ``uwsgi.ini`` declares
@@ -21,7 +33,8 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -29,12 +42,16 @@ log = logging.getLogger(__name__)
 CACHE_NAME = "auth_throttle"
 _STATE = struct.Struct("<dd")  # tokens left, when counted (monotonic seconds)
 LOCAL_MAX_ENTRIES = 65536
+# Address records' keys: the prefix keeps them apart from the pairs' keys (bare hex digits).
+_ADDRESS_KEY_PREFIX = "addr:"
 
-Change = Callable[[bytes | None], bytes | None]
+# The values of some keys -> their new values (None deletes), in one atomic step.
+Change = Callable[[list[bytes | None]], list[bytes | None]]
 
 
 class Throttled(Exception):
-    """Too many failed logins from this address for this user: retry after ``retry_after``."""
+    """Too many failed logins from this address (for this user, or for all): retry after
+    ``retry_after`` seconds."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__("too many failed logins: try again later")
@@ -44,8 +61,9 @@ class Throttled(Exception):
 class BucketStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
-    def update(self, key: str, change: Change, ttl: int) -> None:
-        """Replace the value with ``change(value)`` atomically; None deletes it."""
+    def update(self, keys: Sequence[str], change: Change, ttls: Sequence[int]) -> None:
+        """Replace the values of ``keys`` with ``change(their values)`` atomically, each kept
+        ``ttls[i]`` seconds; a None value deletes its key."""
 
 
 class LocalStore:
@@ -59,14 +77,15 @@ class LocalStore:
     def get(self, key: str) -> bytes | None:
         return self._values.get(key)
 
-    def update(self, key: str, change: Change, ttl: int) -> None:
+    def update(self, keys: Sequence[str], change: Change, ttls: Sequence[int]) -> None:
         with self._lock:
-            value = change(self._values.get(key))
-            if value is None:
-                self._values.pop(key, None)
-                return
-            self._values[key] = value
-            self._values.move_to_end(key)
+            values = change([self._values.get(key) for key in keys])
+            for key, value in zip(keys, values, strict=True):
+                if value is None:
+                    self._values.pop(key, None)
+                    continue
+                self._values[key] = value
+                self._values.move_to_end(key)
             while len(self._values) > self._max_entries:
                 self._values.popitem(last=False)
 
@@ -81,14 +100,15 @@ class UwsgiCacheStore:
     def get(self, key: str) -> bytes | None:
         return self._uwsgi.cache_get(key, self._cache)
 
-    def update(self, key: str, change: Change, ttl: int) -> None:
-        self._uwsgi.lock()  # read-modify-write across processes
+    def update(self, keys: Sequence[str], change: Change, ttls: Sequence[int]) -> None:
+        self._uwsgi.lock()  # read-modify-write of both records across processes
         try:
-            value = change(self._uwsgi.cache_get(key, self._cache))
-            if value is None:
-                self._uwsgi.cache_del(key, self._cache)
-            else:
-                self._uwsgi.cache_update(key, value, ttl, self._cache)
+            values = change([self._uwsgi.cache_get(key, self._cache) for key in keys])
+            for key, value, ttl in zip(keys, values, ttls, strict=True):
+                if value is None:
+                    self._uwsgi.cache_del(key, self._cache)
+                else:
+                    self._uwsgi.cache_update(key, value, ttl, self._cache)
         finally:
             self._uwsgi.unlock()
 
@@ -115,8 +135,41 @@ def shared_store() -> BucketStore:
     return LocalStore()
 
 
+@dataclass(frozen=True)
+class _Bucket:
+    """One kind of bucket: its size and refill rate; a missing record is a full bucket."""
+
+    burst: int
+    per_minute: int
+
+    @property
+    def rate(self) -> float:
+        return self.per_minute / 60.0
+
+    @property
+    def ttl(self) -> int:
+        """A record older than this has refilled completely and means nothing."""
+        return max(1, math.ceil(self.burst / self.rate))
+
+    def tokens(self, value: bytes | None, now: float) -> float:
+        if value is None:
+            return float(self.burst)
+        tokens, then = _STATE.unpack(value)
+        return min(float(self.burst), tokens + max(0.0, now - then) * self.rate)
+
+    def wait(self, tokens: float) -> float:
+        """Seconds until a bucket holding ``tokens`` has one."""
+        return (1.0 - tokens) / self.rate
+
+    def record(self, tokens: float, now: float) -> bytes | None:
+        return None if tokens >= self.burst else _STATE.pack(tokens, now)
+
+
 class LoginThrottle:
-    """Token buckets of bcrypt checks per (client address, user name)."""
+    """Token buckets of bcrypt checks per (client address, user name) and per address.
+
+    A burst of 0 turns that kind of bucket off; ``address_burst`` is off unless given.
+    """
 
     def __init__(
         self,
@@ -124,53 +177,91 @@ class LoginThrottle:
         per_minute: int,
         store: BucketStore,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        address_burst: int = 0,
+        address_per_minute: int = 60,
     ) -> None:
-        self.burst = burst  # 0: throttling is off
-        self.rate = per_minute / 60.0
+        self.burst = burst
+        self.address_burst = address_burst
+        self._pair = _Bucket(burst, per_minute)
+        self._address = _Bucket(address_burst, address_per_minute)
         self._store = store
         self._clock = clock
-        # A record older than this has refilled completely and means nothing.
-        self._ttl = max(1, math.ceil(burst / self.rate)) if burst else 1
 
     @staticmethod
-    def _key(address: str | None, username: str) -> str:
+    def _pair_key(address: str | None, username: str) -> str:
         pair = f"{address or '-'}\0{username}".encode("utf-8", "surrogatepass")
         return hashlib.sha256(pair).hexdigest()[:40]
 
-    def _tokens(self, value: bytes | None, now: float) -> float:
-        if value is None:
-            return float(self.burst)
-        tokens, then = _STATE.unpack(value)
-        return min(float(self.burst), tokens + max(0.0, now - then) * self.rate)
+    @staticmethod
+    def _address_key(address: str | None) -> str:
+        # Hashed for a key of fixed length (uwsgi.ini's keysize), whatever the address's form.
+        digest = hashlib.sha256((address or "-").encode("utf-8", "surrogatepass")).hexdigest()
+        return _ADDRESS_KEY_PREFIX + digest[:40]
 
-    def _wait(self, tokens: float) -> float:
-        return (1.0 - tokens) / self.rate
+    def _buckets(self, address: str | None, username: str) -> list[tuple[str, _Bucket]]:
+        """(key, bucket) for each kind that is on."""
+        buckets = []
+        if self._pair.burst:
+            buckets.append((self._pair_key(address, username), self._pair))
+        if self._address.burst:
+            buckets.append((self._address_key(address), self._address))
+        return buckets
+
+    @staticmethod
+    def _longest_wait(buckets: Sequence[_Bucket], tokens: Sequence[float]) -> float | None:
+        """Seconds until every bucket has a token; None if they all have one now."""
+        waits = [b.wait(t) for b, t in zip(buckets, tokens, strict=True) if t < 1.0]
+        return max(waits) if waits else None
 
     def check(self, address: str | None, username: str) -> None:
-        """Raise :class:`Throttled` if this pair has no check left; costs no token."""
-        if not self.burst:
-            return
-        tokens = self._tokens(self._store.get(self._key(address, username)), self._clock())
-        if tokens < 1.0:
-            raise Throttled(self._wait(tokens))
+        """Raise :class:`Throttled` if the pair's or the address's bucket is empty; costs
+        nothing. ``retry_after`` is the longer of the two waits."""
+        now = self._clock()
+        buckets = self._buckets(address, username)
+        tokens = [bucket.tokens(self._store.get(key), now) for key, bucket in buckets]
+        wait = self._longest_wait([bucket for _, bucket in buckets], tokens)
+        if wait is not None:
+            raise Throttled(wait)
 
     def take(self, address: str | None, username: str) -> None:
-        """Take one check from the pair's bucket, or raise :class:`Throttled`."""
-        if not self.burst:
+        """Take one check from both the pair's and the address's bucket in one atomic step, or
+        raise :class:`Throttled` and take nothing."""
+        buckets = self._buckets(address, username)
+        if not buckets:
             return
         now = self._clock()
-        left: list[float] = []
+        kinds = [bucket for _, bucket in buckets]
+        refused: list[float] = []
 
-        def spend(value: bytes | None) -> bytes | None:
-            tokens = self._tokens(value, now)
-            left.append(tokens)
-            return _STATE.pack(tokens - 1.0, now) if tokens >= 1.0 else value
+        def spend(values: list[bytes | None]) -> list[bytes | None]:
+            tokens = [
+                bucket.tokens(value, now) for bucket, value in zip(kinds, values, strict=True)
+            ]
+            wait = self._longest_wait(kinds, tokens)
+            if wait is not None:
+                refused.append(wait)
+                return values
+            return [_STATE.pack(left - 1.0, now) for left in tokens]
 
-        self._store.update(self._key(address, username), spend, self._ttl)
-        if left[0] < 1.0:
-            raise Throttled(self._wait(left[0]))
+        self._store.update([key for key, _ in buckets], spend, [b.ttl for b in kinds])
+        if refused:
+            raise Throttled(refused[0])
 
     def forgive(self, address: str | None, username: str) -> None:
-        """The right password: forget this pair's failures."""
-        if self.burst:
-            self._store.update(self._key(address, username), lambda value: None, self._ttl)
+        """The right password: forget this pair's failures, and give back the one address token
+        that its check took (never more, so logging in to an account of one's own does not
+        refill an address's bucket for spraying)."""
+        buckets = self._buckets(address, username)
+        if not buckets:
+            return
+        now = self._clock()
+        pair_key = self._pair_key(address, username)
+
+        def give_back(values: list[bytes | None]) -> list[bytes | None]:
+            return [
+                None if key == pair_key else bucket.record(bucket.tokens(value, now) + 1.0, now)
+                for (key, bucket), value in zip(buckets, values, strict=True)
+            ]
+
+        self._store.update([key for key, _ in buckets], give_back, [b.ttl for _, b in buckets])

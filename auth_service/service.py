@@ -93,11 +93,16 @@ class TokenService:
         return requested
 
     def authenticate(
-        self, credentials: Credentials, users: UserDirectory, client: str | None = None
+        self,
+        credentials: Credentials,
+        users: UserDirectory,
+        client: str | None = None,
+        offline: bool = False,
     ) -> User | None:
         """The user the credentials prove, None for an anonymous client, else Unauthorized.
 
-        ``client`` is the client's address, which failed logins are throttled by.
+        ``client`` is the client's address, which failed logins are throttled by; ``offline``,
+        whether the login asks for a refresh token too.
         """
         if isinstance(credentials, InvalidCredentials):
             raise Unauthorized(credentials.reason)
@@ -107,7 +112,11 @@ class TokenService:
             return None
         assert isinstance(credentials, BasicCredentials)
         user = self.passwords.verify(
-            users, credentials.username, credentials.password.reveal(), client
+            users,
+            credentials.username,
+            credentials.password.reveal(),
+            client,
+            may_rehash=not (offline and self.refresh is not None),
         )
         if user is None:
             raise Unauthorized(BAD_CREDENTIALS)
@@ -145,7 +154,7 @@ class TokenService:
             raise Unauthorized(credentials.reason)  # before any other work: no oracle, no cost
         audience, requests = self._requests(service, scope_values)
         access_files = self.live.current()
-        user = self.authenticate(credentials, access_files.users, client)
+        user = self.authenticate(credentials, access_files.users, client, offline)
         refresh_token = None
         if offline and user is not None and self.refresh is not None:
             refresh_token, claims = self.refresh.issue(user, audience)

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Config
 
 from .errors import ConfigError
+from .tokens import JWKS_HEADER, TOKEN_HEADERS, X5C_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,16 @@ class Settings:
     credential_cache_seconds: int = 300  # 0: every login runs bcrypt
     credential_cache_size: int = 10000
     bcrypt_concurrency: int = 2  # bcrypt checks running at once, across the workers
-    bcrypt_queue: int = 1  # checks that may wait for a turn, across the workers; more get 503
+    # Logins that may wait for a bcrypt turn in each worker; None: uWSGI's threads per worker
+    # less a few kept for cheap requests (auth_service/app.py).
+    bcrypt_queue: int | None = None
+    bcrypt_wait_seconds: int = 10  # longest a login waits for a bcrypt turn before a 503
     login_throttle_burst: int = 10  # wrong passwords per address and user before throttling
     login_throttle_per_minute: int = 6  # bcrypt checks a throttled address and user then get
+    login_throttle_address_burst: int = 200  # failed logins per address, all users; 0: off
+    login_throttle_address_per_minute: int = 60  # bcrypt checks a throttled address then gets
     audit_log: str = "-"  # "-": standard error (uWSGI's log); "": off; else a file
+    token_header: str = X5C_HEADER  # "jwks": kid only, for registry 3.x with a jwks file
 
     @property
     def users_path(self) -> Path:
@@ -120,6 +127,17 @@ def _boolean(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+def parse_token_header(value: Any) -> str:
+    """``TOKEN_HEADER``'s value, checked: ``"x5c"`` or ``"jwks"`` (any case)."""
+    lowered = value.strip().lower() if isinstance(value, str) else value
+    if lowered not in TOKEN_HEADERS:
+        raise ValueError(
+            f'must be "{X5C_HEADER}" (kid and x5c: registry 2.x, or 3.x with a rootcertbundle) '
+            f'or "{JWKS_HEADER}" (kid only: registry 3.x with a jwks file), not {value!r}'
+        )
+    return lowered
+
+
 def _service_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         # From the environment: a comma-separated list; from config.py: one name.
@@ -148,10 +166,14 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "CREDENTIAL_CACHE_SECONDS": (_integer(0, 86400), 300),
     "CREDENTIAL_CACHE_SIZE": (_integer(1, 10_000_000), 10000),
     "BCRYPT_CONCURRENCY": (_integer(1, 64), 2),
-    "BCRYPT_QUEUE": (_integer(0, 1024), 1),
+    "BCRYPT_QUEUE": (_integer(0, 4096), None),
+    "BCRYPT_WAIT_SECONDS": (_integer(0, 20), 10),
     "LOGIN_THROTTLE_BURST": (_integer(0, 1_000_000), 10),
     "LOGIN_THROTTLE_PER_MINUTE": (_integer(1, 60_000), 6),
+    "LOGIN_THROTTLE_ADDRESS_BURST": (_integer(0, 1_000_000), 200),
+    "LOGIN_THROTTLE_ADDRESS_PER_MINUTE": (_integer(1, 60_000), 60),
     "AUDIT_LOG": (_optional_text, "-"),
+    "TOKEN_HEADER": (parse_token_header, X5C_HEADER),
 }
 
 
@@ -240,7 +262,11 @@ def load_settings(
         credential_cache_size=values["CREDENTIAL_CACHE_SIZE"],
         bcrypt_concurrency=values["BCRYPT_CONCURRENCY"],
         bcrypt_queue=values["BCRYPT_QUEUE"],
+        bcrypt_wait_seconds=values["BCRYPT_WAIT_SECONDS"],
         login_throttle_burst=values["LOGIN_THROTTLE_BURST"],
         login_throttle_per_minute=values["LOGIN_THROTTLE_PER_MINUTE"],
+        login_throttle_address_burst=values["LOGIN_THROTTLE_ADDRESS_BURST"],
+        login_throttle_address_per_minute=values["LOGIN_THROTTLE_ADDRESS_PER_MINUTE"],
         audit_log=values["AUDIT_LOG"],
+        token_header=values["TOKEN_HEADER"],
     )

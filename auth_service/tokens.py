@@ -1,8 +1,14 @@
 """Signing: the key and certificate, the registry's key IDs, and the access tokens themselves.
 
-Every token carries both ways a registry finds its key: ``kid``, the libtrust key ID that
-registry 2.x looks up in its ``rootcertbundle``, and ``x5c``, the certificate itself, which
-registry 3.x (no libtrust IDs any more) checks against the same bundle.
+How a token names its key depends on how the registry is told to trust it (``TOKEN_HEADER``):
+
+* ``"x5c"`` (the default): ``kid``, the libtrust key ID registry 2.x looks up in its
+  ``rootcertbundle``, and ``x5c``, the certificate itself, which registry 3.x (no libtrust IDs any
+  more) checks against the same bundle.
+* ``"jwks"``: ``kid`` only, the key's JWK thumbprint. Registry 3.x checks ``x5c`` against its
+  ``rootcertbundle`` alone, with no fallback, so a registry that trusts only a ``jwks`` file
+  refuses every token carrying one; without it, the ``kid`` is looked up in the JWKS file (which
+  ``auth-service keys jwks`` writes with this ``kid``) and among the bundle's keys.
 """
 
 from __future__ import annotations
@@ -39,6 +45,12 @@ _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES51
 _MIN_RSA_BITS = 2048
 _CERT_WARNING_DAYS = 30
 
+# TOKEN_HEADER's values: which registry configuration the tokens' header is made for.
+X5C_HEADER = "x5c"
+JWKS_HEADER = "jwks"
+TOKEN_HEADERS = (X5C_HEADER, JWKS_HEADER)
+JWK_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
 
 def libtrust_key_id(public_key: Any) -> str:
     """The key ID registry 2.x computes: base32 of SHA-256(DER SubjectPublicKeyInfo)[:30].
@@ -50,6 +62,44 @@ def libtrust_key_id(public_key: Any) -> str:
     )
     encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii").rstrip("=")
     return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+
+
+def _minimal_b64url(number: int) -> str:
+    return b64url(number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big"))
+
+
+def jwk_thumbprint(public_key: Any) -> str:
+    """The key's SHA-256 JWK thumbprint (RFC 7638), written exactly as registry 3.x computes it.
+
+    Registry 3.x indexes every ``rootcertbundle`` key by this value (``GetJWKThumbprint``), so a
+    token whose ``kid`` is it is found there as well as in a JWKS file listing it. The registry
+    writes EC coordinates without leading zero bytes (Go's ``big.Int.Bytes``) where RFC 7638
+    keeps them fixed-length: for a key whose x or y starts with a zero byte (about 1 in 128
+    P-256 keys) a standard RFC 7638 library gives another value, which the bundle lookup would
+    miss.
+    """
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        numbers = public_key.public_numbers()
+        crv = JWK_CURVES.get(public_key.curve.name, public_key.curve.name)
+        members = (
+            f'{{"crv":"{crv}","kty":"EC","x":"{_minimal_b64url(numbers.x)}",'
+            f'"y":"{_minimal_b64url(numbers.y)}"}}'
+        )
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        numbers = public_key.public_numbers()
+        members = (
+            f'{{"e":"{_minimal_b64url(numbers.e)}","kty":"RSA","n":"{_minimal_b64url(numbers.n)}"}}'
+        )
+    else:
+        raise TypeError(f"no JWK thumbprint for a {type(public_key).__name__}")
+    return b64url(hashlib.sha256(members.encode("ascii")).digest())
+
+
+def key_id(public_key: Any, token_header: str) -> str:
+    """The ``kid`` tokens carry for this key with ``TOKEN_HEADER`` = ``token_header``."""
+    if token_header == JWKS_HEADER:
+        return jwk_thumbprint(public_key)
+    return libtrust_key_id(public_key)
 
 
 def algorithm_for(private_key: Any, source: str) -> str:
@@ -138,7 +188,13 @@ def b64url(data: bytes) -> str:
 
 
 class TokenSigner:
-    """Signs access tokens with one key; the key, header and issuer are fixed at start-up."""
+    """Signs access tokens with one key; the key, header and issuer are fixed at start-up.
+
+    ``token_header`` (``TOKEN_HEADER``) says which registry configuration the header is made
+    for: ``"x5c"``, the libtrust ``kid`` and (with a certificate) ``x5c``, for a registry that
+    trusts a ``rootcertbundle``; ``"jwks"``, only a ``kid`` that is the key's JWK thumbprint,
+    for registry 3.x trusting a ``jwks`` file.
+    """
 
     def __init__(
         self,
@@ -148,13 +204,19 @@ class TokenSigner:
         lifetime: int,
         clock: Callable[[], float] = time.time,
         source: str = "KEY_PATH",
+        token_header: str = X5C_HEADER,
     ) -> None:
+        if token_header not in TOKEN_HEADERS:
+            raise ValueError(f"token_header must be one of {TOKEN_HEADERS}, not {token_header!r}")
         self._key = private_key
         self.certificate = certificate
         self.algorithm = algorithm_for(private_key, source)
-        self.key_id = libtrust_key_id(private_key.public_key())
+        self.token_header = token_header
+        self.key_id = key_id(private_key.public_key(), token_header)
         self.headers: dict[str, Any] = {"typ": "JWT", "kid": self.key_id}
-        if certificate is not None:
+        # Registry 3.x tries x5c first, against its rootcertbundle only: in "jwks" mode it must
+        # be absent for the kid to be looked up at all.
+        if certificate is not None and token_header == X5C_HEADER:
             der = certificate.public_bytes(serialization.Encoding.DER)
             self.headers["x5c"] = [base64.b64encode(der).decode("ascii")]
         self.issuer = issuer
@@ -167,7 +229,12 @@ class TokenSigner:
 
     @classmethod
     def from_files(
-        cls, key_path: Path, cert_path: Path | None, issuer: str, lifetime: int
+        cls,
+        key_path: Path,
+        cert_path: Path | None,
+        issuer: str,
+        lifetime: int,
+        token_header: str = X5C_HEADER,
     ) -> TokenSigner:
         """Load and check the key (and certificate) once, for the life of the process."""
         key = load_private_key(key_path)
@@ -175,12 +242,14 @@ class TokenSigner:
         cert = None
         if cert_path is not None:
             cert = load_certificate(cert_path, key, dt.datetime.now(dt.UTC))
-        else:
+        elif token_header == X5C_HEADER:
             log.warning(
-                "CERT_PATH is not set: tokens carry no x5c header; registry 3.x needs "
-                "it (or a jwks file) to find the signing key"
+                "CERT_PATH is not set: tokens carry only a libtrust kid, which registry 2.x "
+                "finds in its rootcertbundle and registry 3.x only in a jwks file from "
+                '`auth-service keys jwks`; for registry 3.x set TOKEN_HEADER = "jwks" (or '
+                "CERT_PATH, for x5c)"
             )
-        return cls(key, cert, issuer, lifetime)
+        return cls(key, cert, issuer, lifetime, token_header=token_header)
 
     def unusable_reason(self) -> str | None:
         """Why a token signed now would be refused, or None: the health check.

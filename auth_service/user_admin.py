@@ -24,8 +24,12 @@ from .settings import CONFIG_FILE, load_settings
 from .users import (
     BCRYPT_MAX_PASSWORD_BYTES,
     DEFAULT_BCRYPT_COST,
+    USER_NAME_RULE,
     VALIDATION_ONLY_COST,
+    name_skeleton,
     parse_users,
+    shown_name,
+    user_name_problem,
 )
 
 NEW_FILE_MODE = 0o600  # it holds password hashes
@@ -88,6 +92,19 @@ def parse_grant_options(values: Iterable[str], name: str) -> dict[str, list[str]
     return grants
 
 
+def check_user_name(name: str) -> None:
+    """Raise :class:`UserError` unless ``name`` follows :data:`.users.USER_NAME_RULE`."""
+    problem = user_name_problem(name)
+    if problem is not None:
+        raise UserError(f"user name {shown_name(name)}: {problem} ({USER_NAME_RULE})")
+
+
+def look_alikes_of(document: dict[str, Any], name: str) -> list[str]:
+    """The other users of ``document`` whose names are easily taken for ``name``."""
+    skeleton = name_skeleton(name)
+    return [other for other in document if other != name and name_skeleton(other) == skeleton]
+
+
 def add_user(
     document: dict[str, Any],
     name: str,
@@ -97,8 +114,11 @@ def add_user(
     catalog: bool = False,
 ) -> dict[str, Any]:
     """``document`` with a new user ``name``, after the existing ones."""
+    check_user_name(name)
     if name in document:
-        raise UserError(f"user {name!r} already exists (use `users passwd` to change the password)")
+        raise UserError(
+            f"user {shown_name(name)} already exists (use `users passwd` to change the password)"
+        )
     entry: dict[str, Any] = {"pass_hash": pass_hash}
     if groups:
         entry["groups"] = list(dict.fromkeys(groups))
@@ -111,7 +131,7 @@ def add_user(
 def _existing(document: dict[str, Any], name: str) -> dict[str, Any]:
     entry = document.get(name)
     if not isinstance(entry, dict):
-        raise UserError(f"no user {name!r}")
+        raise UserError(f"no user {shown_name(name)}")
     return entry
 
 

@@ -234,18 +234,32 @@ class TokenEndpoint:
         return self._answer(attempt, with_scope=True, facts=facts)
 
     def _form(self, environ: dict[str, Any]) -> MultiDict[str, str]:
-        """The form-encoded POST body; anything else is a 400, anything too long a 413."""
+        """The form-encoded POST body; anything else is a 400, anything too long a 413.
+
+        Decoded strictly, as the query string is: a field that isn't UTF-8, raw or
+        percent-escaped, makes the request a 400 before any password is checked (Werkzeug's
+        form parser would keep such an escape as text, a user name to check).
+        """
+        if environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
+            # An nginx whose config includes the stock uwsgi_params without blanking
+            # HTTP_TRANSFER_ENCODING (the original service's did) de-chunks a chunked body and
+            # sends its length, but forwards "Transfer-Encoding: chunked" too; Werkzeug would
+            # then ignore the length and read an empty form. The length is the body's: read by it.
+            environ = {**environ}
+            del environ["HTTP_TRANSFER_ENCODING"]
         request = Request(environ)
-        request.max_content_length = request.max_form_memory_size = self.max_body
+        request.max_content_length = self.max_body
         if request.mimetype != FORM_TYPE:
             raise BadRequest(f"the body must be {FORM_TYPE}")
-        # Checked here as well: some Werkzeug versions quietly read an over-long form as empty.
+        # Checked here as well: some Werkzeug versions quietly read an over-long body as empty.
         if request.content_length is not None and request.content_length > self.max_body:
             raise RequestEntityTooLarge()
+        body = request.get_data(cache=False)
         try:
-            return request.form
-        except UnicodeDecodeError:
+            pairs = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+        except UnicodeError:
             raise BadRequest("the body is not valid UTF-8") from None
+        return MultiDict(pairs)
 
     def _refusal(self, exc: Exception) -> tuple[Reply, str]:
         """The error reply for a refused request, and its outcome for metrics and audit."""
@@ -304,7 +318,7 @@ def _granted_document(granted: TokenGrant, with_scope: bool) -> dict[str, Any]:
 
 
 def _error_code(exc: HTTPException) -> str:
-    return {404: "NOT_FOUND", 405: "UNSUPPORTED"}.get(exc.code or 0, "ERROR")
+    return {404: "NOT_FOUND", 405: "UNSUPPORTED", 413: "SIZE_INVALID"}.get(exc.code or 0, "ERROR")
 
 
 def _http_error(exc: HTTPException) -> Response:

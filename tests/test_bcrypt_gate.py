@@ -114,3 +114,93 @@ def test_the_places_are_shared_by_forked_workers_and_a_turn_passes_between_them(
         os.waitpid(pid, 0)
         for fd in (go_read, go_write, running_read, running_write):
             os.close(fd)
+
+
+def _record(order: list[str], name: str):
+    def check() -> str:
+        order.append(name)
+        return name
+
+    return check
+
+
+def _queue_behind_a_blocker(gate: BcryptGate, pool: ThreadPoolExecutor, logins):
+    """Start a check that holds the only turn, queue ``logins`` (key, address, user) behind it in
+    that order, and return (release, blocker's future, the logins' futures, the order they ran)."""
+    started, release = threading.Event(), threading.Event()
+    blocker = pool.submit(gate.run, b"blocker", _blocked_check(started, release), "x", "x")
+    assert started.wait(10)
+    order: list[str] = []
+    futures = []
+    for key, address, user in logins:
+        futures.append(pool.submit(gate.run, key, _record(order, key.decode()), address, user))
+        time.sleep(0.02)  # queued in this order
+    time.sleep(0.2)
+    return release, blocker, futures, order
+
+
+def test_logins_wait_for_a_turn_instead_of_being_refused() -> None:
+    gate = BcryptGate(concurrency=1, queue=16, wait_seconds=10)
+    logins = [(f"u{i}".encode(), "10.0.0.1", f"u{i}") for i in range(12)]
+    with ThreadPoolExecutor(16) as pool:
+        release, blocker, futures, order = _queue_behind_a_blocker(gate, pool, logins)
+        assert order == []  # all of them are waiting, none was refused
+        release.set()
+        assert [f.result(10) for f in futures] == [key.decode() for key, _, _ in logins]
+        assert blocker.result(10) == "ok"
+
+
+def test_a_login_that_gets_no_turn_within_the_wait_is_refused() -> None:
+    gate = BcryptGate(concurrency=1, queue=16, wait_seconds=0.3)
+    started, release = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        blocker = pool.submit(gate.run, b"blocker", _blocked_check(started, release))
+        assert started.wait(10)
+        began = time.monotonic()
+        with pytest.raises(Overloaded):
+            gate.run(b"late", lambda: "late")
+        assert 0.25 <= time.monotonic() - began < 5
+        release.set()
+        assert blocker.result(10) == "ok"
+    assert gate.run(b"late", lambda: "late") == "late"  # it left the queue: nothing is stuck
+
+
+def test_turns_go_round_robin_by_address_then_by_user() -> None:
+    """An address with many logins waiting delays another address's one login by one check."""
+    gate = BcryptGate(concurrency=1, queue=32, wait_seconds=10)
+    flood = [(f"a{i}".encode(), "10.0.0.1", "alice" if i % 2 else "bob") for i in range(8)]
+    late = [(b"b0", "10.0.0.2", "carol")]
+    with ThreadPoolExecutor(16) as pool:
+        release, _, futures, order = _queue_behind_a_blocker(gate, pool, flood + late)
+        release.set()
+        for future in futures:
+            future.result(10)
+    assert order.index("b0") <= 1  # not ninth, as in arrival order
+    # Within the flood's address, its two users alternate.
+    flood_order = [name for name in order if name.startswith("a")]
+    users = ["alice" if int(name[1:]) % 2 else "bob" for name in flood_order]
+    assert all(users[i] != users[i + 1] for i in range(len(users) - 1))
+
+
+def test_an_address_holding_its_share_of_turns_waits_while_another_address_does() -> None:
+    gate = BcryptGate(concurrency=2, queue=32, wait_seconds=10)
+    started = [threading.Event(), threading.Event()]
+    release = [threading.Event(), threading.Event()]
+    order: list[str] = []
+    with ThreadPoolExecutor(8) as pool:
+        running = [
+            pool.submit(gate.run, f"r{i}".encode(), _blocked_check(started[i], release[i]), "A")
+            for i in range(2)
+        ]
+        assert all(event.wait(10) for event in started)  # A holds both turns
+        waiting = [pool.submit(gate.run, b"a-next", _record(order, "a-next"), "A", "u")]
+        time.sleep(0.05)
+        waiting.append(pool.submit(gate.run, b"b-first", _record(order, "b-first"), "B", "v"))
+        time.sleep(0.2)
+        release[0].set()  # one turn frees: A, still holding the other, is over its share
+        for future in waiting:
+            future.result(10)
+        release[1].set()
+        for future in running:
+            future.result(10)
+    assert order == ["b-first", "a-next"]

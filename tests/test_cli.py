@@ -1,6 +1,7 @@
 """The operator's command line, run as an operator would (through click), on a config dir."""
 
 import json
+import stat
 
 from click.testing import CliRunner
 
@@ -45,6 +46,23 @@ def test_revoke_user(make_app, config_dir):
     fresh = make_app().test_client()
     assert refresh(fresh, token).status_code == 401
     assert refresh(fresh, login_refresh_token(fresh, "bob")).status_code == 200
+
+
+def test_revocations_json_is_created_private_and_keeps_the_mode_it_is_given(config_dir):
+    revocations = config_dir / "revocations.json"
+    assert run(config_dir, "tokens", "revoke", "first-id")[0] == 0
+    assert stat.S_IMODE(revocations.stat().st_mode) == 0o600
+    revocations.chmod(0o640)  # an operator's choice, say for a group that reads it
+    assert run(config_dir, "tokens", "revoke-user", "alice")[0] == 0
+    assert stat.S_IMODE(revocations.stat().st_mode) == 0o640
+    assert "first-id" in json.loads(revocations.read_text())["tokens"]
+
+
+def test_revoke_user_prints_the_name_escaped(config_dir):
+    code, output = run(config_dir, "tokens", "revoke-user", "eve\x1b[2J\u2028")
+    assert code == 0, output
+    assert "\x1b" not in output and "\u2028" not in output
+    assert "'eve\\x1b[2J\\u2028'" in output
 
 
 def test_forged_token_is_not_revoked(config_dir):

@@ -3,6 +3,7 @@
 import base64
 import datetime as dt
 import json
+import logging
 import stat
 
 import jwt
@@ -12,7 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from auth_service.errors import ConfigError
-from auth_service.tokens import libtrust_key_id, load_certificate, load_private_key
+from auth_service.tokens import (
+    jwk_thumbprint,
+    libtrust_key_id,
+    load_certificate,
+    load_private_key,
+)
 
 from . import helpers
 from .test_cli import run
@@ -157,3 +163,104 @@ def test_during_rotation_cert_path_may_be_a_bundle_whose_first_certificate_is_ou
     path.write_bytes(helpers.cert_pem(other) + helpers.cert_pem(signing_cert))
     with pytest.raises(ConfigError, match="does not belong to KEY_PATH's key"):
         make_app()
+
+
+def use_jwks_header(config_dir):
+    with open(config_dir / "config.py", "a", encoding="utf-8") as config_py:
+        config_py.write('TOKEN_HEADER = "jwks"\n')
+
+
+def test_in_jwks_mode_the_jwks_lists_exactly_the_kid_the_tokens_carry(make_app, config_dir):
+    """The README's registry 3 recipe: TOKEN_HEADER = "jwks", the registry's auth.token.jwks
+    the output of `keys jwks`; registry 3 looks the token's kid up in that file verbatim."""
+    use_jwks_header(config_dir)
+    code, output = run(config_dir, "keys", "jwks")
+    assert code == 0, output
+    (published,) = json.loads(output)["keys"]
+    token = make_app().test_client().get(f"/v2/token?service={helpers.SERVICE}").get_json()["token"]
+    header = jwt.get_unverified_header(token)
+    assert "x5c" not in header
+    assert header["kid"] == published["kid"]
+    key = jwt.PyJWK(published)
+    claims = jwt.decode(token, key.key, algorithms=[published["alg"]], audience=helpers.SERVICE)
+    assert claims["iss"] == helpers.ISSUER
+
+
+def test_in_jwks_mode_the_kid_is_the_jwk_thumbprint(config_dir, signing_cert):
+    use_jwks_header(config_dir)
+    (published,) = json.loads(run(config_dir, "keys", "jwks")[1])["keys"]
+    assert published["kid"] == jwk_thumbprint(signing_cert.public_key())
+    assert published["kid"] != libtrust_key_id(signing_cert.public_key())
+
+
+def test_rotating_in_jwks_mode(make_app, config_dir, signing_cert):
+    """The README's rotation recipe with a JWKS: both kids listed, the new key's tokens found."""
+    use_jwks_header(config_dir)
+    new_key, new_cert = config_dir / "token-2.key", config_dir / "token-2.crt"
+    assert run(config_dir, "keys", "generate", "--key", new_key, "--cert", new_cert)[0] == 0
+    code, output = run(
+        config_dir, "keys", "jwks", "--cert", config_dir / "token.crt", "--cert", new_cert
+    )
+    assert code == 0, output
+    kids = [k["kid"] for k in json.loads(output)["keys"]]
+    new_public = load_private_key(new_key).public_key()
+    assert kids == [jwk_thumbprint(signing_cert.public_key()), jwk_thumbprint(new_public)]
+
+    app = make_app(KEY_PATH="token-2.key", CERT_PATH="token-2.crt")
+    token = app.test_client().get(f"/v2/token?service={helpers.SERVICE}").get_json()["token"]
+    assert jwt.get_unverified_header(token)["kid"] == kids[1]
+
+
+def test_a_jwk_keeps_fixed_length_coordinates_when_its_kid_does_not(tmp_path):
+    """Registry 3 (go-jose) refuses a JWK whose x or y is not the curve's full length; the kid
+    is the thumbprint the registry computes, from minimal-length coordinates."""
+    key = ec.derive_private_key(43, ec.SECP256R1())  # its y starts with a zero byte
+    (tmp_path / "c.crt").write_bytes(helpers.cert_pem(helpers.make_cert(key)))
+    code, output = run(
+        tmp_path, "keys", "jwks", "--cert", tmp_path / "c.crt",
+        env={"AUTH_SERVICE_TOKEN_HEADER": "jwks"},
+    )  # fmt: skip
+    assert code == 0, output
+    (published,) = json.loads(output)["keys"]
+    assert len(published["x"]) == len(published["y"]) == 43
+    assert b64url_int(published["y"]) == key.public_key().public_numbers().y
+    assert published["kid"] == jwk_thumbprint(key.public_key())
+
+
+def test_jwks_without_config_py_follows_the_environment(tmp_path, signing_cert):
+    (tmp_path / "c.crt").write_bytes(helpers.cert_pem(signing_cert))
+    public = signing_cert.public_key()
+    for env, kid in [
+        ({}, libtrust_key_id(public)),
+        ({"AUTH_SERVICE_TOKEN_HEADER": "jwks"}, jwk_thumbprint(public)),
+    ]:
+        code, output = run(tmp_path, "keys", "jwks", "--cert", tmp_path / "c.crt", env=env)
+        assert code == 0, output
+        assert [k["kid"] for k in json.loads(output)["keys"]] == [kid]
+
+
+@pytest.mark.parametrize("where", ["config.py", "environment"])
+def test_jwks_with_a_bad_token_header_is_one_line(tmp_path, config_dir, where):
+    env = {}
+    if where == "config.py":
+        with open(config_dir / "config.py", "a", encoding="utf-8") as config_py:
+            config_py.write('TOKEN_HEADER = "kid"\n')
+        directory, expected = config_dir, f"Error: {config_dir}/config.py: TOKEN_HEADER: must be"
+    else:
+        env = {"AUTH_SERVICE_TOKEN_HEADER": "kid"}
+        directory, expected = tmp_path, "Error: environment AUTH_SERVICE_TOKEN_HEADER: must be"
+    code, output = run(directory, "keys", "jwks", "--cert", config_dir / "token.crt", env=env)
+    assert code == 1 and output.startswith(expected), output
+    assert len(output.splitlines()) == 1
+
+
+def test_jwks_warns_when_the_tokens_carry_x5c(config_dir, caplog):
+    """x5c mode with a certificate: a registry 3 trusting only this JWKS would refuse them."""
+    with caplog.at_level(logging.WARNING, logger="auth_service"):
+        assert run(config_dir, "keys", "jwks")[0] == 0
+    assert 'set TOKEN_HEADER = "jwks"' in caplog.text
+    caplog.clear()
+    use_jwks_header(config_dir)
+    with caplog.at_level(logging.WARNING, logger="auth_service"):
+        assert run(config_dir, "keys", "jwks")[0] == 0
+    assert "TOKEN_HEADER" not in caplog.text

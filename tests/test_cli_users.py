@@ -256,9 +256,89 @@ def test_what_the_service_would_refuse_is_never_written(config_dir, options, com
     assert (config_dir / "users.json").read_bytes() == before
 
 
-def test_a_bad_name_is_refused(config_dir):
-    code, output = add(config_dir, "ca:rol")
-    assert code == 1 and "user names must be non-empty, without ':'" in output
+RULE = (
+    "(a user name is 1 to 256 printable characters, without ':' and without a space at either end)"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown", "problem"),
+    [
+        ("ca:rol", "'ca:rol'", "contains ':', which ends the user name in Basic credentials"),
+        (" carol", "' carol'", "begins or ends with a space"),
+        ("\x1b[2Jcarol", "'\\x1b[2Jcarol'", "contains U+001B, a control character"),
+        ("carol\x9b", "'carol\\x9b'", "contains U+009B, a control character"),
+        ("carol\u2028", "'carol\\u2028'", "contains U+2028, a line separator"),
+        (
+            "\u202ecarol",
+            "'\\u202ecarol'",
+            "contains U+202E, a format character (such as a bidirectional control)",
+        ),
+        ("c" * 257, repr("c" * 64) + "... (257 characters)", "is 257 characters long"),
+    ],
+)
+def test_a_bad_name_is_refused_in_one_escaped_line_before_the_password(
+    config_dir, name, shown, problem
+):
+    before = (config_dir / "users.json").read_bytes()
+    # No password on standard input: the name is refused before one is asked for.
+    code, output = run(config_dir, "users", "add", name, "--password-stdin", input="")
+    assert code == 1
+    assert output == f"Error: user name {shown}: {problem} {RULE}\n"
+    assert (config_dir / "users.json").read_bytes() == before
+
+
+def test_adding_a_look_alike_of_a_user_warns(config_dir):
+    code, output = add(config_dir, "\u0410lice")  # Cyrillic capital A
+    assert code == 0, output
+    assert "\u0410lice" in users_of(config_dir)
+    assert (
+        f"warning: {config_dir}/users.json: user '\\u0410lice': looks like user 'alice' "
+        "(the same after case folding" in output
+    )
+    code, output = add(config_dir, "carol")
+    assert code == 0 and "looks like" not in output
+
+
+def test_list_escapes_every_unprintable_character(config_dir):
+    """Names are checked when loaded; a group name (groups.json) can still hold anything."""
+    group = "ops\x1b]0;owned\x07\u2028\u202e"
+    helpers.write_json(config_dir / "groups.json", {group: {"repositories": {}}})
+    users = users_of(config_dir)
+    users["bob"]["groups"] = [group]
+    helpers.write_json(config_dir / "users.json", users)
+    code, text = run(config_dir, "users", "list")
+    assert code == 0, text
+    assert set(text) - set(filter(str.isprintable, text)) == {"\n"}  # no other unprintable
+    assert "bob  groups: ops\\x1b]0;owned\\x07\\u2028\\u202e  catalog: no" in text
+    code, as_json = run(config_dir, "users", "list", "--json")
+    assert code == 0, as_json
+    assert set(as_json) - set(filter(str.isprintable, as_json)) == {"\n"}
+    listed = {user["name"]: user for user in json.loads(as_json)}
+    assert listed["bob"]["groups"] == [group]
+
+
+def test_list_refuses_a_file_with_a_bad_name_without_printing_it_raw(config_dir):
+    users = users_of(config_dir)
+    users["\x1b[2Jeve"] = users["bob"]
+    helpers.write_json(config_dir / "users.json", users)
+    code, output = run(config_dir, "users", "list")
+    assert code == 1
+    assert "\x1b" not in output
+    assert output.startswith(f"Error: {config_dir}/users.json: user '\\x1b[2Jeve': the name ")
+
+
+def test_the_lock_file_beside_users_json_is_ignored_by_git(config_dir):
+    assert add(config_dir, "carol")[0] == 0
+    left = sorted(p.name for p in config_dir.iterdir() if p.name.startswith("."))
+    assert left == [".users.json.lock"]
+    repo = Path(__file__).resolve().parents[1]
+    for name in [*left, ".revocations.json.lock", ".users.json.x1y2z3.tmp"]:
+        checked = subprocess.run(
+            ["git", "-C", str(repo), "check-ignore", "--no-index", "-q", f"config/{name}"],
+            check=False,
+        )
+        assert checked.returncode == 0, f"config/{name} is not git-ignored"
 
 
 def test_the_example_file_keeps_its_layout(config_dir):

@@ -22,6 +22,7 @@ def users_with_cost(cost, **extra):
 @pytest.fixture
 def good_dir(config_dir):
     helpers.write_json(config_dir / "users.json", users_with_cost(12))
+    (config_dir / "users.json").chmod(0o600)  # later rewrites of it keep this mode
     (config_dir / "token.key").chmod(0o600)
     return config_dir
 
@@ -44,6 +45,7 @@ def test_problems_of_several_files_are_each_one_line(good_dir):
     (good_dir / "repositories.json").write_text("{")
     helpers.write_json(good_dir / "groups.json", {"ops": {"repositories": {}, "catlog": True}})
     helpers.write_json(good_dir / "revocations.json", {"tokens": [], "users": {}})
+    (good_dir / "revocations.json").chmod(0o600)
     (good_dir / "token.crt").write_bytes(helpers.cert_pem(helpers.make_cert(helpers.make_key())))
 
     code, lines = check(good_dir)
@@ -117,6 +119,64 @@ def test_a_key_readable_by_everyone_is_a_warning(good_dir):
     ]
 
 
+@pytest.mark.parametrize("name", ["users.json", "revocations.json"])
+def test_hashes_or_revocations_readable_by_everyone_are_a_warning(good_dir, name):
+    helpers.write_json(good_dir / "revocations.json", {"tokens": {}, "users": {"bob": 1}})
+    (good_dir / "revocations.json").chmod(0o600)
+    (good_dir / name).chmod(0o644)
+    code, lines = check(good_dir)
+    assert code == 0
+    assert lines == [
+        f"warning: {good_dir}/{name}: readable by every user (mode 0644); chmod 600, or 640 if "
+        "a group must read it",
+        "configuration OK",
+    ]
+    (good_dir / name).chmod(0o640)  # a group may read it: no warning
+    assert check(good_dir) == (0, ["configuration OK"])
+
+
+def test_names_the_same_but_for_case_or_look_alike_letters_are_a_warning(good_dir):
+    users = users_with_cost(12)
+    users["Alice"] = users["alice"]
+    users["\u0430lice"] = users["alice"]  # Cyrillic a
+    users["\uff42\uff4f\uff42"] = users["bob"]  # fullwidth b, o, b: NFKC makes them "bob"
+    users["\u0392\u039f\u0392"] = users["bob"]  # Greek capital beta, omicron, beta
+    helpers.write_json(good_dir / "users.json", users)
+    code, lines = check(good_dir)
+    assert code == 0, lines
+    same = (
+        "(the same after case folding, NFKC normalisation and replacing Cyrillic and Greek "
+        "look-alike letters): rename one of them"
+    )
+    assert lines == [
+        f"warning: {good_dir}/users.json: user 'Alice': looks like user 'alice' {same}",
+        f"warning: {good_dir}/users.json: user '\\u0430lice': looks like user 'alice' {same}",
+        f"warning: {good_dir}/users.json: user '\\uff42\\uff4f\\uff42': looks like user 'bob' "
+        f"{same}",
+        f"warning: {good_dir}/users.json: user '\\u0392\\u039f\\u0392': looks like user 'bob' "
+        f"{same}",
+        "configuration OK",
+    ]
+
+
+def test_a_user_name_with_a_control_character_is_one_line_shown_escaped(good_dir):
+    users = users_with_cost(12)
+    users["eve\x1b]0;pwned\x07"] = users["bob"]
+    users["mallory\u202e"] = users["bob"]
+    helpers.write_json(good_dir / "users.json", users)
+    code, lines = check(good_dir)
+    assert code == 1
+    assert lines == [
+        f"{good_dir}/users.json: user 'eve\\x1b]0;pwned\\x07': the name contains U+001B, a "
+        "control character (a user name is 1 to 256 printable characters, without ':' and "
+        "without a space at either end)",
+        f"{good_dir}/users.json: user 'mallory\\u202e': the name contains U+202E, a format "
+        "character (such as a bidirectional control) (a user name is 1 to 256 printable "
+        "characters, without ':' and without a space at either end)",
+        "Error: 2 problems found",
+    ]
+
+
 def test_a_missing_key_is_a_problem(good_dir):
     (good_dir / "token.key").unlink()
     code, lines = check(good_dir)
@@ -134,6 +194,9 @@ def test_weak_costs_are_problems_and_slow_ones_warnings(good_dir):
         f"{good_dir}/users.json: user 'alice': pass_hash: bcrypt cost 9 is weak (use 10 or more)",
         f"warning: {good_dir}/users.json: user 'bob': pass_hash: bcrypt cost 15 makes every "
         "login slow (at most 14 advised)",
+        f"warning: {good_dir}/users.json: bcrypt costs are mixed (1 at cost 9, 3 at cost 12, "
+        "1 at cost 15): hashes are rehashed to cost 12 (the most common, as BCRYPT_COST is not "
+        "set) as their users log in",
         "Error: 1 problem found",
     ]
 
@@ -144,9 +207,30 @@ def test_bcrypt_cost_setting_is_checked_too(good_dir):
     findings = check_config(good_dir)
     assert [(f.problem, f.message.split(": ", 1)[1]) for f in findings] == [
         (True, "BCRYPT_COST: bcrypt cost 4 is weak (use 10 or more)"),
-        (False, "BCRYPT_COST: 4 differs from the cost of most hashes (12): unknown users are "
-         "answered in a different time than known ones"),
+        (False, "BCRYPT_COST: 4 differs from the cost of the hashes (12): each is rehashed to "
+         "4 at its user's next login"),
     ]  # fmt: skip
+
+
+def test_mixed_costs_are_one_warning_naming_the_costs_and_counts(good_dir):
+    users = users_with_cost(12)
+    for name in ("alice", "bob"):
+        users[name]["pass_hash"] = users[name]["pass_hash"].replace("$12$", "$10$")
+    helpers.write_json(good_dir / "users.json", users)
+    code, lines = check(good_dir)
+    assert code == 0
+    assert lines == [
+        f"warning: {good_dir}/users.json: bcrypt costs are mixed (2 at cost 10, 3 at cost 12): "
+        "hashes are rehashed to cost 12 (the most common, as BCRYPT_COST is not set) as their "
+        "users log in",
+        "configuration OK",
+    ]
+    with open(good_dir / "config.py", "a") as config:
+        config.write("BCRYPT_COST = 10\n")
+    assert [str(finding) for finding in check_config(good_dir)] == [
+        f"warning: {good_dir}/users.json: bcrypt costs are mixed (2 at cost 10, 3 at cost 12): "
+        "hashes are rehashed to cost 10 (BCRYPT_COST) as their users log in"
+    ]
 
 
 def test_loader_warnings_are_reported_not_logged(good_dir, caplog):

@@ -290,7 +290,7 @@ def test_a_request_does_not_look_at_other_users(monkeypatch):
     """The cost of a decision does not grow with the number of users: only one user is read."""
     keys = {"${user}/*": ["*"], "team/*": ["pull"]}
     many = {f"user{i}": user(f"user{i}", keys) for i in range(2000)}
-    directory = UserDirectory(many, dummy_cost=4)
+    directory = UserDirectory(many)
     real = RuleSet.lookup
     owners = set()
 

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from auth_service import create_app
+from auth_service.config_check import check_config
 from auth_service.errors import ConfigError
 from auth_service.settings import load_settings
 
@@ -167,3 +168,64 @@ def test_original_service_files_work_unchanged(config_dir, signing_cert):
     assert access("repository:some-image:pull") == {("repository", "some-image"): {"pull"}}
     assert access("repository:other:pull") == {("repository", "other"): set()}
     assert access("registry:catalog:*") == {("registry", "catalog"): set()}
+
+
+@pytest.mark.parametrize(
+    ("config_py", "env", "expected"),
+    [
+        ("", {}, "x5c"),
+        ("TOKEN_HEADER = 'jwks'\n", {}, "jwks"),
+        ("TOKEN_HEADER = 'X5C'\n", {}, "x5c"),
+        ("TOKEN_HEADER = 'x5c'\n", {"AUTH_SERVICE_TOKEN_HEADER": " jwks "}, "jwks"),
+    ],
+)
+def test_token_header(config_dir, config_py, env, expected):
+    write(config_dir, f"ISSUER='i'\nKEY_PATH='token.key'\n{config_py}")
+    assert load_settings(config_dir, environ=env).token_header == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "where"),
+    [
+        ("'jwk'", {}, "config.py: TOKEN_HEADER: must be "),
+        ("'kid'", {}, "config.py: TOKEN_HEADER: must be "),
+        ("True", {}, "config.py: TOKEN_HEADER: must be "),
+        ("'jwks\\nx5c'", {}, "config.py: TOKEN_HEADER: must be "),
+        (
+            "'x5c'",
+            {"AUTH_SERVICE_TOKEN_HEADER": "rootcertbundle"},
+            "AUTH_SERVICE_TOKEN_HEADER: must",
+        ),
+    ],
+)
+def test_a_bad_token_header_is_one_line_naming_file_and_key(config_dir, value, env, where):
+    write(config_dir, f"ISSUER='i'\nKEY_PATH='token.key'\nTOKEN_HEADER = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_dir, environ=env)
+    message = str(caught.value)
+    assert where in message and '"x5c"' in message and '"jwks"' in message
+    assert "\n" not in message
+
+
+def test_a_bad_token_header_stops_start_up(config_dir):
+    with pytest.raises(ConfigError, match="TOKEN_HEADER: must be"):
+        create_app({"CONFIG_DIR": config_dir, "TOKEN_HEADER": "x509"})
+
+
+@pytest.mark.parametrize(("token_header", "warned"), [("x5c", True), ("jwks", False)])
+def test_config_check_warns_of_no_certificate_only_for_x5c(config_dir, token_header, warned):
+    """With TOKEN_HEADER = "jwks" tokens carry no x5c anyway: no certificate is the setup."""
+    (config_dir / "token.key").chmod(0o600)
+    write(config_dir, f"ISSUER='i'\nKEY_PATH='token.key'\nTOKEN_HEADER={token_header!r}\n")
+    messages = [finding.message for finding in check_config(config_dir)]
+    assert any("CERT_PATH: not set" in message for message in messages) is warned, messages
+
+
+def test_config_check_reports_a_bad_token_header(config_dir):
+    (config_dir / "token.key").chmod(0o600)
+    with open(config_dir / "config.py", "a", encoding="utf-8") as config_py:
+        config_py.write("TOKEN_HEADER = 'x509'\n")
+    findings = [f for f in check_config(config_dir) if "TOKEN_HEADER" in f.message]
+    assert [(f.problem, f.message.split(" must be ")[0]) for f in findings] == [
+        (True, f"{config_dir}/config.py: TOKEN_HEADER:")
+    ]

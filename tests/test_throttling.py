@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from auth_service import users as users_module
+from auth_service.settings import load_settings
 
 from . import helpers
 
@@ -99,3 +100,42 @@ def test_bcrypt_beyond_the_bound_is_answered_503_at_once(make_app: Any, monkeypa
         assert anonymous.status_code == 200
         release.set()
         assert first.result(10).status_code == 401
+
+
+def test_a_sprayer_gets_429_after_the_address_burst_while_others_log_in(make_app: Any) -> None:
+    """One password against many names: each name's own bucket is full, the address's is not."""
+    app = make_app(LOGIN_THROTTLE_ADDRESS_BURST=5, LOGIN_THROTTLE_ADDRESS_PER_MINUTE=2)
+    sprayer = "198.51.100.7"
+    statuses = [_get(app, f"name{n}", "Winter2025!", sprayer).status_code for n in range(20)]
+    assert statuses == [401] * 5 + [429] * 15
+    refused = _get(app, "name99", "Winter2025!", sprayer)
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.get_json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    # Held for every name, the right password too; other addresses are not.
+    assert _get(app, "alice", "alice-pw", sprayer).status_code == 429
+    assert _get(app, "alice", "alice-pw", "192.0.2.1").status_code == 200
+
+
+def test_correct_logins_from_an_address_are_unaffected_while_its_failures_stay_under_the_burst(
+    make_app: Any,
+) -> None:
+    """An office behind one NAT address: many logins, a few typos."""
+    app = make_app(LOGIN_THROTTLE_ADDRESS_BURST=3, CREDENTIAL_CACHE_SECONDS=0)
+    office = "203.0.113.9"
+    assert _get(app, "alice", "typo", office).status_code == 401
+    assert _get(app, "bob", "typo", office).status_code == 401
+    for _ in range(10):
+        for user in ("alice", "bob", "admin"):
+            assert _get(app, user, helpers.PASSWORDS[user], office).status_code == 200
+    assert _get(app, "admin", "typo", office).status_code == 401  # the third failure
+    assert _get(app, "alice", "alice-pw", office).status_code == 429
+
+
+def test_the_address_bucket_is_on_by_default(config_dir: Any) -> None:
+    settings = load_settings(config_dir, environ={})
+    assert (settings.login_throttle_address_burst, settings.login_throttle_address_per_minute) == (
+        200,
+        60,
+    )
+    env = {"AUTH_SERVICE_LOGIN_THROTTLE_ADDRESS_BURST": "0"}
+    assert load_settings(config_dir, environ=env).login_throttle_address_burst == 0

@@ -66,6 +66,7 @@ def running_stack(
     tls: tuple[Path, Path] | None = None,
     env: dict[str, str] | None = None,
     users: dict[str, Any] | None = None,
+    kind: type[Stack] = Stack,
 ) -> Iterator[Stack]:
     """A stack with the e2e users (or ``users``, a users.json document) in ``base``, on a free
     port, stopped whatever happens; ``env`` adds settings (``AUTH_SERVICE_<NAME>``)."""
@@ -73,7 +74,7 @@ def running_stack(
     if users is not None:
         helpers.write_json(base / "config" / "users.json", users)
     (base / "config" / "users.json").chmod(0o600)  # as `auth-service init` makes it
-    running = Stack.for_config_dir(base / "state", base / "config", free_port())
+    running = kind.for_config_dir(base / "state", base / "config", free_port())
     running.tls = tls
     running.extra_env = dict(env or {})
     running.start()

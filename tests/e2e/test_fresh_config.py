@@ -35,7 +35,10 @@ FILLER_USERS = 5000
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Throttling off: the old password must meet the password check every time, not a 429.
-    env = {"AUTH_SERVICE_LOGIN_THROTTLE_BURST": "0"}
+    env = {
+        "AUTH_SERVICE_LOGIN_THROTTLE_BURST": "0",
+        "AUTH_SERVICE_LOGIN_THROTTLE_ADDRESS_BURST": "0",
+    }
     users = {
         name: {"pass_hash": helpers.hash_password(pw), **entry}
         for name, (pw, entry) in USERS.items()
