@@ -10,6 +10,11 @@ Each line is a single ``write`` to a file opened for appending, so the lines of 
 workers never interleave. ``AUDIT_LOG = "-"`` (the default) writes to standard error, which is
 uWSGI's log; a path writes to that file, reopened when it is rotated away (moved or deleted).
 
+A line is one record however it is split: the user name, scopes and ``client_id`` come from the
+client, and JSON leaves some characters raw that end a line for ``str.splitlines()`` (U+0085,
+U+2028, U+2029) or act on a terminal (DEL, the C1 controls, bidirectional overrides). Those are
+written as JSON escapes (:func:`escape_invisible`); other non-ASCII letters stay readable.
+
 Under uWSGI's ``logger``, standard error is a non-blocking socket to the master's log thread.
 When a burst outruns that thread the socket is full, and a write fails with EAGAIN (or writes
 part of a line): the line then waits for room, up to :data:`WRITE_WAIT_SECONDS`. A line that
@@ -21,9 +26,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,37 @@ from typing import Any
 from .timestamps import rfc3339_millis
 
 # Non-ASCII names as they are (json.dumps with options would build an encoder per line).
-_json_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+# The JSON encoder escapes U+0000-U+001F itself; of what it leaves raw, these categories are
+# escaped too: controls (DEL, C1), format characters (invisible, bidirectional overrides),
+# surrogates, and the line and paragraph separators.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_BEYOND_ASCII = re.compile("[\x7f-\U0010ffff]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if unicodedata.category(char) not in _ESCAPED_CATEGORIES:
+        return char
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON has no escape beyond U+FFFF: a UTF-16 surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def escape_invisible(json_text: str) -> str:
+    """``json_text`` with every control, format or line-separator character JSON left raw
+    written as a ``\\uXXXX`` escape: the same JSON value, on one line for any line splitter."""
+    if json_text.isascii() and "\x7f" not in json_text:
+        return json_text  # nearly every line: nothing to look at
+    return _BEYOND_ASCII.sub(_json_escape, json_text)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    return escape_invisible(_json_encode(record))
+
 
 STDERR = 2
 REOPEN_CHECK_SECONDS = 1.0

@@ -34,6 +34,8 @@ VENV = REPO / ".venv"
 LOCAL_STATE = REPO / ".stack"
 DEFAULT_PORT = 5000
 SYSTEM_NGINX_DIR = Path("/etc/nginx")
+# Files of nginx/ that registry.conf.template includes by a path relative to nginx.conf.
+NGINX_INCLUDES = ("json-errors.conf",)
 
 # Debian packages, by the command that shows they are installed.
 STACK_PACKAGES = {"nginx": "nginx", "docker-registry": "docker-registry"}
@@ -237,6 +239,9 @@ class Stack:
         (self.state_dir / "registry.yml").write_text(json.dumps(registry, indent=2))
         for name in ("uwsgi_params", "mime.types"):
             shutil.copyfile(SYSTEM_NGINX_DIR / name, self.state_dir / name)
+        # The site's include, beside nginx.conf as in the nginx container (docker-compose.yml).
+        for name in NGINX_INCLUDES:
+            shutil.copyfile(REPO / "nginx" / name, self.state_dir / name)
         site = render_template(
             (REPO / "nginx" / "registry.conf.template").read_text(),
             {

@@ -8,12 +8,13 @@ import json
 import os
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from auth_service.audit import AuditLog, AuditUnavailable, _write_all
+from auth_service.audit import AuditLog, AuditUnavailable, _write_all, escape_invisible
 
 from . import helpers
 
@@ -173,3 +174,66 @@ def test_no_token_leaves_without_its_audit_line(make_app: Any, monkeypatch: Any)
     assert answer.headers["Retry-After"] == "1"
     assert "token" not in answer.get_json()
     assert answer.get_json()["errors"][0]["code"] == "UNAVAILABLE"
+
+
+# What a client may put in a user name, a scope or a client_id to forge or hide a log line: C0 and
+# C1 controls (ESC sequences, U+0085 NEXT LINE, CSI), DEL, Unicode's line and paragraph
+# separators, the characters str.splitlines() also splits at (\v \f \x1c-\x1e), a quote that
+# would close the JSON string, bidirectional overrides and invisible format characters (a
+# non-BMP one too).
+FORGERY = (
+    'x\x1b[31mred\x1b[0m\r\n{"event":"token","user":"admin"}\x85\u2028\u2029\x0b\x0c'
+    '\x1c\x1d\x1e\x7f\x9b2J\u202eevil\u200b\ufeff\U000e0001"end'
+)
+# Characters that stay as they are: names are often not ASCII.
+READABLE = "Zoë Łukasz Алиса 李雷 😀"
+# Every character str.splitlines() splits at, and the C1 range, none of which may be left raw.
+LINE_BREAKERS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+RAW_FORBIDDEN = set(LINE_BREAKERS) | {chr(c) for c in range(0x7F, 0xA0)} | {"\x1b", "\u202e"}
+
+
+def test_escaped_json_is_the_same_value_on_one_line() -> None:
+    record = {"user": FORGERY + READABLE, "scopes": [FORGERY], "lone": "\udc80"}
+    text = escape_invisible(json.dumps(record, ensure_ascii=False))
+    assert len(text.splitlines()) == 1
+    assert not RAW_FORBIDDEN & set(text)
+    assert "\U000e0001" not in text and "\\udb40\\udc01" in text  # a surrogate pair
+    assert READABLE in text
+    assert json.loads(text) == record
+
+
+def test_plain_ascii_lines_are_left_alone() -> None:
+    text = json.dumps({"user": "alice", "scopes": ["repository:team/app:pull"]})
+    assert escape_invisible(text) is text
+
+
+def test_a_client_cannot_split_or_forge_an_audit_line(make_app: Any, tmp_path: Path) -> None:
+    """User name (Basic and form), scope and client_id carry the forgery; each request is still
+    one line that parses, under any line splitter, and gives back exactly what was sent."""
+    log = tmp_path / "audit.log"
+    client = make_app(AUDIT_LOG=str(log)).test_client()
+    name = FORGERY.replace(":", "") + READABLE  # Basic ends a user name at its first colon
+    query = urllib.parse.urlencode(
+        {"service": SERVICE, "scope": f"repository:{FORGERY}:pull", "client_id": FORGERY}
+    )
+    client.get(f"/v2/token?{query}", headers=helpers.basic(name, "wrong"))
+    form = {
+        "grant_type": "password",
+        "username": name,
+        "password": "wrong",
+        "service": SERVICE,
+        "scope": f"repository:{FORGERY}:pull",
+        "client_id": FORGERY,
+    }
+    client.post("/v2/token", data=form)
+    text = log.read_bytes().decode("utf-8")
+    assert text.endswith("\n") and not RAW_FORBIDDEN & set(text[:-1].replace("\n", ""))
+    lines = text.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        record = json.loads(line)
+        assert record["event"] == "token" and record["status"] in (400, 401)
+        assert record["user"] == name
+        assert record["client_id"] == FORGERY
+        # The audit line splits scopes at whitespace, which the forgery has plenty of.
+        assert record["scopes"] == f"repository:{FORGERY}:pull".split()

@@ -280,6 +280,24 @@ def test_nginx_renders_the_repository_template(compose):
     assert any(str(port).split(":")[-1] == "443" for port in nginx["ports"])
 
 
+def test_every_file_the_template_includes_is_in_the_nginx_container(compose):
+    """A relative include is found beside the image's nginx.conf, in /etc/nginx: the image has
+    uwsgi_params and mime.types; each of the project's own must be mounted there from nginx/,
+    and copied beside the local stack's nginx.conf (auth_service.stack.NGINX_INCLUDES)."""
+    from auth_service.stack import NGINX_INCLUDES
+
+    template = (ROOT / "nginx" / "registry.conf.template").read_text()
+    includes = set(re.findall(r"^\s*include\s+([^$\s;][^\s;]*);", template, re.MULTILINE))
+    own = includes - {"uwsgi_params", "mime.types"}
+    assert own == {"json-errors.conf"}
+    assert set(NGINX_INCLUDES) == own
+    nginx = _service(compose, "nginx")
+    for name in own:
+        mount = _mount_at(nginx, f"/etc/nginx/{name}")
+        assert mount["read_only"] is True
+        assert (ROOT / mount["source"]).resolve() == ROOT / "nginx" / name
+
+
 @pytest.mark.parametrize(
     ("service", "variable", "nginx_variable"),
     [
