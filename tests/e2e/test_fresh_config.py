@@ -135,3 +135,20 @@ def test_after_a_password_change_a_respawned_worker_accepts_neither_old_password
     assert seen[("old refresh token", 200)] == 0, seen
     # Everything else is answered from the new file: the new password and the new user work.
     assert {status for name, status in seen if name in ("new password", "newcomer")} == {200}
+
+
+def test_users_added_a_moment_ago_are_known_to_every_thread_at_once(own_stack: Stack) -> None:
+    """32 simultaneous first logins of users added 1.5 s earlier: whichever thread reloads the
+    file, the others wait for it rather than answer from the copy without them."""
+    users_path = own_stack.config_dir / "users.json"
+    document = json.loads(users_path.read_text())
+    pass_hash = helpers.hash_password(NEWCOMER_PASSWORD)
+    added = [f"added-{n}" for n in range(32)]
+    document |= {name: {"pass_hash": pass_hash} for name in added}
+    helpers.write_json(users_path, document)
+    wait_for_reload(1.5)
+    with ThreadPoolExecutor(len(added)) as pool:
+        statuses = list(
+            pool.map(lambda u: push_token_status(own_stack, u, NEWCOMER_PASSWORD), added)
+        )
+    assert statuses == [200] * len(added)
