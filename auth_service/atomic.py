@@ -5,7 +5,8 @@ Read-modify-write of a shared file (``users.json``, ``revocations.json``) goes t
 
 A new file is private (0600) unless the caller says otherwise: most of what is written here
 holds password hashes, revocations or a key. A file that is replaced keeps its mode, owner and
-group, so an operator's choice (say 0640 for a group that must read it) survives every edit.
+group, so an operator's choice (say 0640 for a group that must read it) survives every edit,
+but a private file loses any access for all users.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ def write_atomic(
 
     A new file gets ``mode`` (0600 unless given) and ``owner`` (uid, gid) where permitted. A file
     that exists keeps its own mode, owner and group instead, so that root editing a service's
-    file leaves it readable by the service, and a group that reads it still does.
+    file leaves it readable by the service, and a group that reads it still does; but it never
+    keeps more access for other users than ``mode`` gives them: a world-readable key or
+    ``users.json`` is closed by its next write.
     """
     path = Path(path)
     try:
         existing = os.stat(path)
-        mode, owner = stat.S_IMODE(existing.st_mode), (existing.st_uid, existing.st_gid)
+        others = 0o007 & ~mode  # what others may not have
+        mode = stat.S_IMODE(existing.st_mode) & ~others
+        owner = (existing.st_uid, existing.st_gid)
     except FileNotFoundError:
         pass
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -268,7 +268,8 @@ def keys_generate(
 ) -> None:
     """Write a new EC P-256 signing key (mode 0600) and a self-signed certificate for it.
 
-    Files replaced with --force keep their mode, owner and group.
+    Files replaced with --force keep their owner, group and mode, less any access for all users
+    to the key.
     """
     if key_path is None or cert_path is None:
         configured_key, configured_cert = _configured_paths()

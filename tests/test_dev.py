@@ -81,6 +81,27 @@ def test_a_replaced_file_keeps_its_mode_and_group(tmp_path, writer):
     assert target.read_bytes() in (b"new", b"old and new")
 
 
+@pytest.mark.parametrize("writer", ["write_atomic", "locked_update"])
+def test_a_replaced_private_file_loses_what_others_could_read(tmp_path, writer):
+    """A users.json or key left world-readable is closed by its next write; its group keeps."""
+    target = tmp_path / "users.json"
+    target.write_text("old")
+    target.chmod(0o644)
+    if writer == "write_atomic":
+        write_atomic(target, b"new")
+    else:
+        locked_update(target, lambda old: old + b" and new")
+    assert mode_of(target) == 0o640
+
+
+def test_a_replaced_certificate_stays_readable_by_all(tmp_path):
+    target = tmp_path / "token.crt"
+    target.write_text("old")
+    target.chmod(0o644)
+    write_atomic(target, b"new", mode=0o644)
+    assert mode_of(target) == 0o644
+
+
 def test_compose_init_writes_files_the_service_can_read_at_0600():
     """users.json is 0600: fine in compose only because `auth` runs as the uid `init` writes with
     (no other container reads it; nginx only reaches the socket)."""
