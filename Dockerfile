@@ -59,9 +59,9 @@ USER 10001:101
 
 # Healthy while GET /health answers 200 over uWSGI's socket: the configuration is loaded, the key
 # signs and its certificate is valid, and the last reload of the access files worked (README,
-# "Health"). auth_service.healthcheck speaks the uwsgi protocol with the standard library only;
+# "Health"). auth_service.cli.healthcheck speaks the uwsgi protocol with the standard library only;
 # docker-compose.yml runs the same command.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "auth_service.healthcheck"]
+    CMD ["python", "-m", "auth_service.cli.healthcheck"]
 
 CMD ["uwsgi", "--ini", "/app/uwsgi.ini"]

@@ -15,6 +15,6 @@ if TYPE_CHECKING:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; see :func:`auth_service.app.create_app`."""
-    from .app import create_app as build
+    from auth_service.app import create_app as build
 
     return build(test_config)

@@ -7,21 +7,22 @@ from typing import Any
 
 from flask import Flask
 
-from . import operations, views
-from .audit import AuditLog
-from .bcrypt_gate import BcryptGate, default_queue_limit
-from .credential_cache import CredentialCache
-from .live_config import LiveConfig
-from .login_throttle import LoginThrottle, shared_store
-from .password_check import PasswordChecker
-from .refresh_tokens import KEY_LABEL as REFRESH_KEY_LABEL
-from .refresh_tokens import RefreshTokenCodec
-from .revocations import load_revocations
-from .service import TokenService
-from .settings import load_settings
-from .tokens import TokenSigner
-from .users import UNKNOWN_NAME_KEY_LABEL
-from .watched_file import WatchedFiles
+from auth_service.files.live_config import LiveConfig
+from auth_service.files.revocations import load_revocations
+from auth_service.files.settings import load_settings
+from auth_service.files.users import UNKNOWN_NAME_KEY_LABEL
+from auth_service.files.watched import WatchedFiles
+from auth_service.http import operations
+from auth_service.http import token_endpoint as views
+from auth_service.passwords.bcrypt_turns import BcryptGate, default_queue_limit
+from auth_service.passwords.credential_cache import CredentialCache
+from auth_service.passwords.login import PasswordChecker
+from auth_service.passwords.throttle import LoginThrottle, shared_store
+from auth_service.records.audit import AuditLog
+from auth_service.service import TokenService
+from auth_service.tokens.refresh import KEY_LABEL as REFRESH_KEY_LABEL
+from auth_service.tokens.refresh import RefreshTokenCodec
+from auth_service.tokens.signer import TokenSigner
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

@@ -10,19 +10,24 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .bcrypt_gate import Overloaded
-from .credentials import Anonymous, BasicCredentials, Credentials, InvalidCredentials
-from .live_config import LiveConfig
-from .login_throttle import Throttled
-from .password_check import PasswordChecker
-from .policy import Grant, grant_access
-from .refresh_tokens import InvalidRefreshToken, RefreshTokenCodec
-from .revocations import Revocations
-from .scopes import ResourceRequest, ScopeError, parse_scopes
-from .settings import Settings
-from .tokens import IssuedToken, TokenSigner
-from .users import User, UserDirectory
-from .watched_file import WatchedFiles
+from auth_service.access.policy import Grant, grant_access
+from auth_service.access.scopes import ResourceRequest, ScopeError, parse_scopes
+from auth_service.files.live_config import LiveConfig
+from auth_service.files.revocations import Revocations
+from auth_service.files.settings import Settings
+from auth_service.files.users import User, UserDirectory
+from auth_service.files.watched import WatchedFiles
+from auth_service.http.credentials import (
+    Anonymous,
+    BasicCredentials,
+    Credentials,
+    InvalidCredentials,
+)
+from auth_service.passwords.bcrypt_turns import Overloaded
+from auth_service.passwords.login import PasswordChecker
+from auth_service.passwords.throttle import Throttled
+from auth_service.tokens.refresh import InvalidRefreshToken, RefreshTokenCodec
+from auth_service.tokens.signer import IssuedToken, TokenSigner
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import create_app
-from .errors import ConfigError
+from auth_service import create_app
+from auth_service.errors import ConfigError
 
 logging.basicConfig(
     level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from auth_service.stack import (
+from auth_service.stack.main import (
     REPO,
     STACK_PACKAGES,
     StackError,

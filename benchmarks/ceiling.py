@@ -16,8 +16,8 @@ import json
 
 from flask import Flask, Response
 
-from auth_service.settings import load_settings
-from auth_service.tokens import TokenSigner
+from auth_service.files.settings import load_settings
+from auth_service.tokens.signer import TokenSigner
 
 _settings = load_settings()
 _signer = TokenSigner.from_files(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import bcrypt
 
-from auth_service.settings import load_settings
-from auth_service.stack import REPO, Stack, free_port
+from auth_service.files.settings import load_settings
+from auth_service.stack.main import REPO, Stack, free_port
 
 from . import report, wrk
 from .scenarios import (

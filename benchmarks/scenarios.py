@@ -138,7 +138,7 @@ def groups_document(patterns: int, per_group: int = 100) -> dict[str, Any]:
 
 def write_config(directory: Path, configuration: Configuration, pass_hash: str) -> Path:
     """A complete config directory for ``configuration``: key, certificate and the JSON files."""
-    from auth_service.tokens import generate_signing_pair
+    from auth_service.tokens.signer import generate_signing_pair
 
     directory.mkdir(parents=True, exist_ok=True)
     key_pem, cert_pem = generate_signing_pair(ISSUER, days=2)

@@ -7,7 +7,7 @@ import pytest
 from cryptography import x509
 
 from auth_service import create_app
-from auth_service.stack import REPO
+from auth_service.stack.main import REPO
 from benchmarks import report, scenarios, wrk
 from benchmarks.__main__ import parse_args
 from benchmarks.run import Measured, bcrypt_alone, median_run, print_results

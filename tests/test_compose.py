@@ -284,7 +284,7 @@ def test_every_file_the_template_includes_is_in_the_nginx_container(compose):
     """A relative include is found beside the image's nginx.conf, in /etc/nginx: the image has
     uwsgi_params and mime.types; each of the project's own must be mounted there from nginx/,
     and copied beside the local stack's nginx.conf (auth_service.stack.NGINX_INCLUDES)."""
-    from auth_service.stack import NGINX_INCLUDES
+    from auth_service.stack.main import NGINX_INCLUDES
 
     template = (ROOT / "nginx" / "registry.conf.template").read_text()
     includes = set(re.findall(r"^\s*include\s+([^$\s;][^\s;]*);", template, re.MULTILINE))
@@ -486,7 +486,7 @@ def test_dockerfile_healthcheck_asks_for_health(tmp_path):
     """The HEALTHCHECK command passes on a 200 from the socket and fails on a 503 or none.
     (Against the real uWSGI: tests/e2e/test_operations.py.)"""
     command = _dockerfile_healthcheck()
-    assert command == ["python", "-m", "auth_service.healthcheck"]
+    assert command == ["python", "-m", "auth_service.cli.healthcheck"]
     command[0] = sys.executable or shutil.which("python3")
     path = tmp_path / "token.sock"
     env = {**os.environ, "AUTH_SERVICE_SOCKET": str(path)}

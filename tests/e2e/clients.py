@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.stack import DOCKER_CLI, Stack
+from auth_service.stack.main import DOCKER_CLI, Stack
 
 from .conftest import fetch_token, http, password
 from .images import Image

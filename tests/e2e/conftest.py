@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from auth_service.stack import Stack, free_port
+from auth_service.stack.main import Stack, free_port
 
 from .. import helpers
 

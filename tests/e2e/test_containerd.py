@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from . import images
 from .clients import Containerd, Skopeo, access_log, registry_tags, running_containerd

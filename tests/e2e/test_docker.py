@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from . import images
 from .clients import (

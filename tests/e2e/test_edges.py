@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from auth_service.stack import Stack, stop_pid_file
+from auth_service.stack.main import Stack, stop_pid_file
 
 from .conftest import SERVICE, USERS, password, running_stack
 

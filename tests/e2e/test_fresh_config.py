@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from .. import helpers
 from .conftest import SERVICE, USERS, basic_auth, http, running_stack, wait_for_reload
@@ -54,7 +54,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def cli(stack: Stack, *args: str, stdin: str = "") -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from auth_service.cli import main; main()", *args],
+        [sys.executable, "-c", "from auth_service.cli.main import main; main()", *args],
         env={"AUTH_SERVICE_CONFIG_DIR": str(stack.config_dir), "PATH": "/usr/bin:/bin"},
         input=stdin,
         capture_output=True,

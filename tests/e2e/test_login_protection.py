@@ -12,7 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from .conftest import SERVICE, USERS, basic_auth, password
 

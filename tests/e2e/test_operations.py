@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from auth_service.stack import REPO
+from auth_service.stack.main import REPO
 
 from .. import helpers
 from .conftest import SERVICE, basic_auth, http, wait_for_reload
@@ -36,7 +36,7 @@ def wait_for_metrics() -> None:
 
 def healthcheck(path: Path | str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "auth_service.healthcheck", str(path)],
+        [sys.executable, "-m", "auth_service.cli.healthcheck", str(path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from auth_service.stack import REPO, Stack
+from auth_service.stack.main import REPO, Stack
 
 from . import images
 from .clients import Skopeo, registry_tags, run

@@ -19,7 +19,7 @@ from typing import Any
 import bcrypt
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 from benchmarks import wrk
 
 from .conftest import SERVICE, http, running_stack

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from . import images
 from .clients import Podman, Result, Skopeo, registry_tags

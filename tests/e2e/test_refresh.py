@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from .. import helpers
 from . import images
@@ -80,7 +80,7 @@ def set_password(stack: Stack, user: str, new_password: str) -> None:
 def auth_service_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     """The operator's command line, on this stack's config directory."""
     return subprocess.run(
-        [sys.executable, "-c", "from auth_service.cli import main; main()", *args],
+        [sys.executable, "-c", "from auth_service.cli.main import main; main()", *args],
         env={"AUTH_SERVICE_CONFIG_DIR": str(stack.config_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from auth_service.stack import Stack
+from auth_service.stack.main import Stack
 
 from .. import helpers
 from .conftest import SERVICE, basic_auth, running_stack

@@ -1,0 +1,3 @@
+"""What a request may do: scopes, actions, patterns, rules, and the policy
+(requested ∩ allowed).
+"""

@@ -1,0 +1,3 @@
+"""Configuration on disk: settings, users, groups, the anonymous rule, revocations,
+reloads, atomic writes.
+"""

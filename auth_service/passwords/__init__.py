@@ -1,0 +1,1 @@
+"""The login path: throttles, the credential cache, fair bcrypt turns, rehashing."""

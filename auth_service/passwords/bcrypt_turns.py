@@ -1,0 +1,309 @@
+"""Fair, bounded bcrypt work: logins wait their turn, and no client can take the turns of others.
+
+At most ``BCRYPT_CONCURRENCY`` checks run at once across all of uWSGI's workers: the cores are the
+machine's, so the bound is too (the turns are :class:`.shared_places.SharedPlaces`, which the
+kernel frees when a worker dies). A login that finds every turn taken waits for one, up to
+``BCRYPT_WAIT_SECONDS``; only a login that could not start within that time is refused
+(:class:`Overloaded`, 503 with ``Retry-After``). Clients do not retry a 503 from the token
+endpoint, so refusing a login the cores could check a moment later fails a pull or a push.
+
+Waiting logins take turns round-robin by client address, then by user name within an address:
+an address with 60 logins waiting delays another address's one login by a few checks, not 60,
+and while other addresses wait, an address is not given more than its share of the turns.
+Each worker keeps its own queue; one dispatcher thread per worker hands the turns it wins to
+its queue's next login. The dispatchers of the workers look for a free turn the same way (a
+poll every millisecond while they have logins waiting), so a turn that ends goes to either
+worker alike, not back to the one that gave it up.
+
+A waiting login holds a uWSGI thread that does nothing until its turn (it uses no CPU). At most
+``queue`` logins wait in one worker; uwsgi.ini gives each worker more threads than that, so
+cached, refresh-token and anonymous requests always find a thread.
+
+The checks run on this process's own bcrypt threads, at a lower CPU priority (nice 5): when the
+cores are busy, the scheduler serves the cheap requests first and bcrypt takes what is left.
+
+Identical checks share one run: while a user and password are being checked, the same pair waits
+for that answer instead of starting its own. The 32 parallel requests of a
+``docker compose pull`` with one password cost one bcrypt check per worker, not 32.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from auth_service.passwords.shared_places import SharedPlaces
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# How often a worker with logins waiting looks for a free turn: a turn stays idle half of this on
+# average, against tens of milliseconds of bcrypt, and only one thread per worker looks.
+TURN_POLL_SECONDS = 0.001
+# Enough that cheap requests go first under a flood, not so much that bcrypt falls behind what
+# the cores allow (benchmarks/README.md).
+BCRYPT_NICENESS = 5
+# Longest a started check may take before the request stops waiting for it: far beyond bcrypt's
+# highest sane cost, and within uWSGI's harakiri.
+MAX_CHECK_SECONDS = 15.0
+
+
+# Threads of a uWSGI worker that waiting logins never take: those of the running checks, and
+# room for the cheap requests that must not queue behind logins.
+RESERVED_THREADS = 8
+# Waiting logins per process outside uWSGI (the development server, tests).
+DEFAULT_QUEUE = 64
+
+
+def default_queue_limit() -> int:
+    """How many logins may wait in this process: all but :data:`RESERVED_THREADS` of a uWSGI
+    worker's threads (``threads`` in uwsgi.ini), or :data:`DEFAULT_QUEUE` outside uWSGI."""
+    try:
+        import uwsgi  # type: ignore[import-not-found]  # exists only inside uWSGI
+    except ImportError:
+        return DEFAULT_QUEUE
+    threads = uwsgi.opt.get("threads", b"1")
+    if isinstance(threads, list):  # an option given twice: the last one counts
+        threads = threads[-1]
+    return max(1, int(threads) - RESERVED_THREADS)
+
+
+def _lower_priority() -> None:
+    """Make the calling thread yield the CPU to request threads (Linux: niceness is per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICENESS)
+    except OSError as exc:  # not permitted here: bcrypt runs at normal priority, still bounded
+        log.warning("bcrypt threads keep normal priority: %s", exc)
+
+
+class Overloaded(Exception):
+    """A login could not start its bcrypt check in time, or too many already wait for one."""
+
+
+class _Flight(Generic[T]):
+    """One login being checked, and the answer (or exception) its copies will share."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class _Ticket:
+    """One login waiting for a turn, and where its check's answer will be."""
+
+    __slots__ = ("check", "address", "user", "started", "answer")
+
+    def __init__(self, check: Callable[[], object], address: str, user: str) -> None:
+        self.check = check
+        self.address = address
+        self.user = user
+        self.started = threading.Event()  # set by the dispatcher, under the queue's lock
+        self.answer: Future = Future()
+
+
+class FairQueue:
+    """Waiting tickets, handed out round-robin by address, then by user within an address."""
+
+    def __init__(self) -> None:
+        self._by_address: OrderedDict[str, OrderedDict[str, deque[_Ticket]]] = OrderedDict()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def addresses(self) -> set[str]:
+        return set(self._by_address)
+
+    def push(self, ticket: _Ticket) -> None:
+        users = self._by_address.setdefault(ticket.address, OrderedDict())
+        users.setdefault(ticket.user, deque()).append(ticket)
+        self._count += 1
+
+    def remove(self, ticket: _Ticket) -> None:
+        users = self._by_address[ticket.address]
+        tickets = users[ticket.user]
+        tickets.remove(ticket)
+        self._count -= 1
+        if not tickets:
+            del users[ticket.user]
+            if not users:
+                del self._by_address[ticket.address]
+
+    def waiting(self, address: str) -> bool:
+        return address in self._by_address
+
+    def pop_next(
+        self, over_share: Callable[[str], bool], served: Callable[[str], int]
+    ) -> _Ticket | None:
+        """The next ticket in turn: of the addresses not ``over_share``, the one ``served`` least
+        since it began to wait (the first in line among equals); an address over its share is
+        passed over while another waits, but a turn is never left idle for it."""
+        if not self._by_address:
+            return None
+        eligible = [a for a in self._by_address if not over_share(a)] or list(self._by_address)
+        chosen = min(eligible, key=served)
+        users = self._by_address[chosen]
+        user, tickets = next(iter(users.items()))
+        ticket = tickets.popleft()
+        self._count -= 1
+        # Whoever was served goes to the back of the line: its next login waits for the others'.
+        if tickets:
+            users.move_to_end(user)
+        else:
+            del users[user]
+        if users:
+            self._by_address.move_to_end(chosen)
+        else:
+            del self._by_address[chosen]
+        return ticket
+
+
+class BcryptGate:
+    """Admits bcrypt checks: a few at a time, the rest waiting their turn fairly, identical ones
+    shared. ``queue`` bounds the logins waiting in this process; ``wait_seconds`` how long each
+    may wait before it is refused."""
+
+    def __init__(self, concurrency: int, queue: int, wait_seconds: float = 10.0) -> None:
+        self.concurrency = concurrency
+        self.queue_limit = queue
+        self.wait_seconds = wait_seconds
+        self._turns = SharedPlaces(concurrency)
+        self._lock = threading.Lock()
+        self._flights: dict[bytes, _Flight] = {}
+        self._pid = -1
+        self._state_lock = threading.Lock()
+
+    def _process_state(self) -> threading.Condition:
+        """This process's queue, dispatcher and bcrypt threads, made on first use in it: uWSGI
+        forks its workers after loading the app, and threads do not survive a fork."""
+        if self._pid != os.getpid():
+            with self._state_lock:
+                if self._pid != os.getpid():
+                    self._flights = {}
+                    self._queue = FairQueue()
+                    self._running: Counter[str] = Counter()
+                    # Turns each address got in this worker since it last had none waiting or
+                    # running: an address that arrives while another floods goes first.
+                    self._served: Counter[str] = Counter()
+                    self._changed = threading.Condition()
+                    # As many threads as turns: every running check may be in this worker.
+                    self._pool = ThreadPoolExecutor(
+                        self.concurrency, "bcrypt", initializer=_lower_priority
+                    )
+                    threading.Thread(
+                        target=self._dispatch, name="bcrypt-turns", daemon=True
+                    ).start()
+                    self._pid = os.getpid()
+        return self._changed
+
+    def in_flight(self, key: bytes) -> bool:
+        """Whether a check of ``key`` is running or waiting now (:meth:`run` would join it)."""
+        return key in self._flights
+
+    def run(self, key: bytes, check: Callable[[], T], address: str = "", user: str = "") -> T:
+        """``check()``'s answer, shared with every concurrent call of the same ``key``.
+
+        ``address`` and ``user`` name whose turn it is. Raises :class:`Overloaded` when the
+        check could not start within ``wait_seconds``, or too many logins already wait.
+        """
+        self._process_state()
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            return self._follow(flight)
+        try:
+            flight.result = self._admit(check, address, user)
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+        return flight.result
+
+    def _follow(self, flight: _Flight[T]) -> T:
+        if not flight.done.wait(self.wait_seconds + MAX_CHECK_SECONDS):
+            raise Overloaded("a login check took too long")
+        if flight.error is not None:
+            raise flight.error
+        return flight.result  # type: ignore[return-value]
+
+    def _admit(self, check: Callable[[], T], address: str, user: str) -> T:
+        changed = self._process_state()
+        ticket = _Ticket(check, address, user)
+        with changed:
+            turn = self._turns.try_take() if not self._queue else None
+            if turn is not None:  # nobody here waits and a turn is free: no need to queue
+                self._start(ticket, turn)
+            elif len(self._queue) >= self.queue_limit:
+                raise Overloaded("too many logins are waiting to be checked")
+            else:
+                self._queue.push(ticket)
+                changed.notify()  # the dispatcher, if it sleeps on an empty queue
+        # Each login sleeps on its own event: a turn wakes one thread, not every waiting one.
+        if not ticket.started.wait(self.wait_seconds):
+            with changed:
+                if not ticket.started.is_set():
+                    self._queue.remove(ticket)
+                    if not self._queue.waiting(address) and not self._running[address]:
+                        self._served.pop(address, None)
+                    raise Overloaded("no bcrypt turn came free in time")
+        try:
+            return ticket.answer.result(MAX_CHECK_SECONDS)
+        except TimeoutError:
+            raise Overloaded("a login check took too long") from None
+
+    def _over_share(self, address: str) -> bool:
+        active = len(self._queue.addresses() | {a for a, n in self._running.items() if n})
+        return self._running[address] >= max(1, math.ceil(self.concurrency / max(1, active)))
+
+    def _dispatch(self) -> None:
+        """Hand every turn this process wins to the next waiting login (the dispatcher thread)."""
+        changed = self._changed
+        while True:
+            with changed:
+                changed.wait_for(lambda: len(self._queue) > 0)
+            turn = self._turns.try_take()
+            if turn is None:
+                time.sleep(TURN_POLL_SECONDS)
+                continue
+            with changed:
+                ticket = self._queue.pop_next(self._over_share, self._served.__getitem__)
+                if ticket is None:  # the logins gave up waiting meanwhile
+                    self._turns.give_back(turn)
+                    continue
+                self._start(ticket, turn)
+
+    def _start(self, ticket: _Ticket, turn: int) -> None:
+        """Run ``ticket``'s check on ``turn`` (called under the queue's lock)."""
+        self._running[ticket.address] += 1
+        self._served[ticket.address] += 1
+        ticket.started.set()
+        self._pool.submit(self._run_on_turn, ticket, turn)
+
+    def _run_on_turn(self, ticket: _Ticket, turn: int) -> None:
+        try:
+            ticket.answer.set_result(ticket.check())
+        except BaseException as exc:
+            ticket.answer.set_exception(exc)
+        finally:  # the turn ends with the check, even one its request gave up on
+            self._turns.give_back(turn)
+            with self._changed:
+                self._running[ticket.address] -= 1
+                if not self._running[ticket.address]:
+                    del self._running[ticket.address]
+                    if not self._queue.waiting(ticket.address):  # its busy spell is over
+                        self._served.pop(ticket.address, None)

@@ -1,0 +1,1 @@
+"""What the service records: the audit log and the metrics."""

@@ -1,0 +1,1 @@
+"""The signer (kid, x5c), refresh tokens, keys and JWKS."""
