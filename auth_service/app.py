@@ -12,12 +12,12 @@ from auth_service.files.revocations import load_revocations
 from auth_service.files.settings import load_settings
 from auth_service.files.users import UNKNOWN_NAME_KEY_LABEL
 from auth_service.files.watched import WatchedFiles
-from auth_service.http import operations
-from auth_service.http import token_endpoint as views
+from auth_service.http import operations, token_endpoint
 from auth_service.passwords.bcrypt_turns import BcryptGate, default_queue_limit
 from auth_service.passwords.credential_cache import CredentialCache
 from auth_service.passwords.login import PasswordChecker
 from auth_service.passwords.throttle import LoginThrottle, shared_store
+from auth_service.records import metrics
 from auth_service.records.audit import AuditLog
 from auth_service.service import TokenService
 from auth_service.tokens.refresh import KEY_LABEL as REFRESH_KEY_LABEL
@@ -31,6 +31,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ``test_config`` overrides settings by name (``ISSUER``, ``SERVICE``, ...); its ``CONFIG_DIR``
     picks the directory. Raises :class:`auth_service.errors.ConfigError` on bad configuration.
     """
+    # Before anything counts, and in uWSGI's master before it forks the workers.
+    metrics.set_up()
     overrides = dict(test_config or {})
     settings = load_settings(overrides.pop("CONFIG_DIR", None), overrides=overrides)
     signer = TokenSigner.from_files(
@@ -76,6 +78,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(overrides)
     service = TokenService(settings, signer, live, refresh, revocations, passwords)
     audit = AuditLog(settings.audit_log_path, enabled=settings.audit_log != "")
-    views.init_app(app, service, audit)
+    token_endpoint.init_app(app, service, audit)
     operations.init_app(app)
     return app

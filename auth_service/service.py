@@ -1,7 +1,9 @@
 """One token request, start to finish, with no HTTP in it.
 
-credentials → service (audience) → scopes → authenticate → authorize → sign. The view turns the
-two exceptions below into 400 and 401 responses.
+credentials → service (audience) → scopes → authenticate → authorize → sign. A request that is
+refused raises a :class:`auth_service.errors.Refused`: BadRequest and Unauthorized from here,
+Throttled and Overloaded from the login path; the token endpoint answers each as the table of
+refusals in :mod:`auth_service.errors` says.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from auth_service.access.policy import Grant, grant_access
 from auth_service.access.scopes import ResourceRequest, ScopeError, parse_scopes
+from auth_service.errors import BadRequest, Unauthorized
 from auth_service.files.live_config import LiveConfig
 from auth_service.files.revocations import Revocations
 from auth_service.files.settings import Settings
@@ -23,9 +26,7 @@ from auth_service.http.credentials import (
     Credentials,
     InvalidCredentials,
 )
-from auth_service.passwords.bcrypt_turns import Overloaded
 from auth_service.passwords.login import PasswordChecker
-from auth_service.passwords.throttle import Throttled
 from auth_service.tokens.refresh import InvalidRefreshToken, RefreshTokenCodec
 from auth_service.tokens.signer import IssuedToken, TokenSigner
 
@@ -34,17 +35,7 @@ log = logging.getLogger(__name__)
 BAD_CREDENTIALS = "incorrect username or password"
 
 
-class BadRequest(Exception):
-    """The request is malformed (a broken scope, an unknown service): answered with 400."""
-
-
-class Unauthorized(Exception):
-    """Authentication failed or is required: answered with 401, never with a token."""
-
-
-# Also raised by grant_token: Throttled (429, too many failed logins from this address for this
-# user) and Overloaded (503, too many bcrypt checks in flight in this worker).
-__all__ = ["BadRequest", "Overloaded", "Throttled", "TokenGrant", "TokenService", "Unauthorized"]
+__all__ = ["TokenGrant", "TokenService"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +152,7 @@ class TokenService:
         access_files = self.live.current()
         user = self.authenticate(credentials, access_files.users, client, offline)
         refresh_token = None
-        if offline and user is not None and self.refresh is not None:
+        if offline and user is not None and user.refresh_tokens and self.refresh is not None:
             refresh_token, claims = self.refresh.issue(user, audience)
             log.info(
                 "refresh token issued: sub=%r service=%r id=%s expires=%d",

@@ -7,6 +7,9 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import select
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +182,25 @@ MALFORMED_SCOPES = [
     "repository:../etc:pull",
     "repository:" + "a" * 300 + ":pull",
 ]
+
+
+def in_forked_child(answer: Callable[[], bytes], timeout: float = 10.0) -> bytes:
+    """What ``answer()`` gives in a child forked from this process (as uWSGI forks a worker
+    from its master), at most 100 bytes; fails the test if the child says nothing in time."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.write(write_end, answer())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"the forked child said nothing in {timeout} s")
+        return os.read(read_end, 100)
+    finally:
+        os.waitpid(pid, 0)
+        os.close(read_end)

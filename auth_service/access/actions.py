@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 PULL, PUSH, DELETE, ALL = "pull", "push", "delete", "*"
 REPOSITORY_ACTIONS = (PULL, PUSH, DELETE)
-GRANTABLE = frozenset((*REPOSITORY_ACTIONS, ALL))
+# What a grant may name, in the order messages and metrics list them.
+GRANTABLE = (*REPOSITORY_ACTIONS, ALL)
 
 
 def expand(actions: Iterable[str]) -> frozenset[str]:

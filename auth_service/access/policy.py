@@ -66,13 +66,6 @@ def repository_decision(
     return anonymous.decide(name)
 
 
-def allowed_repository_actions(
-    user: User | None, name: str, anonymous: AnonymousAccess
-) -> frozenset[str]:
-    """Everything ``user`` (None: anonymous) may do on repository ``name``, ``*`` expanded."""
-    return repository_decision(user, name, anonymous)[0]
-
-
 def catalog_origins(user: User | None) -> tuple[Origin, ...]:
     """Where ``"catalog": true`` was given to ``user``: their entry and their groups'."""
     if user is None:

@@ -206,8 +206,7 @@ def parse_grants(path: Path, where: str, document: Any) -> dict[str, frozenset[s
             raise ConfigError(str(path), at, "must be a list of actions")
         unknown = [a for a in actions if a not in GRANTABLE]
         if unknown:
-            raise ConfigError(
-                str(path), at, f"unknown action {unknown[0]!r} (allowed: pull, push, delete, *)"
-            )
+            allowed = ", ".join(GRANTABLE)
+            raise ConfigError(str(path), at, f"unknown action {unknown[0]!r} (allowed: {allowed})")
         grants[key] = frozenset(actions)
     return grants

@@ -3,9 +3,9 @@
     {"blacklist": false, "repositories": ["public-image"]}
 
 ``false`` makes the list a whitelist (only these are public), ``true`` a blacklist (all but these
-are). Entries may be patterns (``"public/*"``, :mod:`.patterns`), but not ``${user}``: anonymous
-clients have no name. The original service spelled the key ``backlist``; it is still read, with a
-warning.
+are). Entries may be patterns (``"public/*"``, :mod:`auth_service.access.patterns`), but not
+``${user}``: anonymous clients have no name. The original service spelled the key ``backlist``;
+it is still read, with a warning.
 """
 
 from __future__ import annotations
@@ -54,10 +54,6 @@ class AnonymousAccess:
         # The most specific listed entry is the one reported; any listed entry decides alike.
         reason = Reason(match.origins[:1])
         return (frozenset() if self.blacklist else _PULL_ONLY), reason
-
-    def actions_for(self, name: str) -> frozenset[str]:
-        """What an anonymous client may do on repository ``name``: pull, or nothing."""
-        return self.decide(name)[0]
 
 
 def parse_repositories(path: Path, document: Any) -> AnonymousAccess:

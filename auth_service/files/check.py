@@ -29,6 +29,7 @@ from auth_service.files.settings import (
     REPOSITORIES_FILE,
     REVOCATIONS_FILE,
     USERS_FILE,
+    X5C_HEADER,
     Settings,
     load_settings,
 )
@@ -38,10 +39,10 @@ from auth_service.files.users import (
     bcrypt_cost,
     look_alike_names,
     look_alike_warning,
-    most_common_cost,
     parse_users,
+    rehash_target,
 )
-from auth_service.tokens.signer import X5C_HEADER, algorithm_for, load_certificate, load_private_key
+from auth_service.tokens.signer import algorithm_for, load_certificate, load_private_key
 
 WEAK_COST = 10  # below: a stolen users.json gives passwords up quickly
 SLOW_COST = 14  # above: each login costs a second or more of CPU
@@ -111,21 +112,24 @@ def check_config(config_dir: Path, now: dt.datetime | None = None) -> list[Findi
         attempt(lambda: load_repositories(config_dir / REPOSITORIES_FILE))
         attempt(lambda: load_revocations(config_dir / REVOCATIONS_FILE))
     for name in (USERS_FILE, REVOCATIONS_FILE):
-        _check_not_world_readable(config_dir / name, findings)
+        _check_not_world_readable(
+            config_dir / name, None, "chmod 600, or 640 if a group must read it", findings
+        )
     return findings
 
 
-def _check_not_world_readable(path: Path, findings: list[Finding]) -> None:
-    """A warning if every local user may read ``path`` (password hashes, revocations)."""
+def _check_not_world_readable(
+    path: Path, setting: str | None, advice: str, findings: list[Finding]
+) -> None:
+    """A warning if every local user may read ``path`` (password hashes, revocations, the key),
+    naming the ``setting`` that names it, if any."""
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return  # missing or unreadable: the loaders say so where it matters
     if mode & 0o004:
-        problem = (
-            f"readable by every user (mode {mode:04o}); chmod 600, or 640 if a group must read it"
-        )
-        findings.append(Finding(str(ConfigError(str(path), None, problem)), problem=False))
+        problem = f"readable by every user (mode {mode:04o}); {advice}"
+        findings.append(Finding(str(ConfigError(str(path), setting, problem)), problem=False))
 
 
 def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetime) -> None:
@@ -145,15 +149,7 @@ def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetim
                 problem=False,
             )
         )
-    try:
-        mode = stat.S_IMODE(os.stat(settings.key_path).st_mode)
-        if mode & 0o004:
-            problem = f"readable by every user (mode {mode:04o}); chmod 600"
-            findings.append(
-                Finding(str(ConfigError(str(settings.key_path), "KEY_PATH", problem)), False)
-            )
-    except OSError:
-        pass  # unreadable: reported above
+    _check_not_world_readable(settings.key_path, "KEY_PATH", "chmod 600", findings)
 
 
 def _group_names(path: Path) -> Mapping[str, Group]:
@@ -227,12 +223,11 @@ def _check_costs(
         )
 
 
-def _mixed_costs_finding(users_json: Path, costs: Counter[int], target: int | None) -> Finding:
+def _mixed_costs_finding(users_json: Path, costs: Counter[int], configured: int | None) -> Finding:
     """One line for a users.json whose hashes have several costs: which, how many, and the cost
     each is rehashed to at its user's next login (``BCRYPT_COST``, else the most common)."""
-    why = "BCRYPT_COST"
-    if target is None:
-        target, why = most_common_cost(costs), "the most common, as BCRYPT_COST is not set"
+    why = "BCRYPT_COST" if configured else "the most common, as BCRYPT_COST is not set"
+    target = rehash_target(costs, configured)
     counts = ", ".join(f"{costs[cost]} at cost {cost}" for cost in sorted(costs))
     return Finding(
         f"{users_json}: bcrypt costs are mixed ({counts}): hashes are rehashed to cost {target} "

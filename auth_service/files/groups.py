@@ -3,8 +3,8 @@
     {"developers": {"repositories": {"team/*": ["pull", "push"]}, "catalog": false}}
 
 A user names their groups in ``users.json`` (``"groups": ["developers"]``). A group's keys compete
-with the user's own by specificity (:mod:`.rules`); ``${user}`` in a group's key stands for the
-member the rule is applied for.
+with the user's own by specificity (:mod:`auth_service.access.rules`); ``${user}`` in a group's
+key stands for the member the rule is applied for.
 """
 
 from __future__ import annotations

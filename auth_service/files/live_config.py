@@ -64,6 +64,10 @@ class LiveConfig:
         """The access files in force, reloaded first if they changed on disk."""
         return self._watched.current()
 
+    def check_at_next_call(self) -> None:
+        """Make the next :meth:`current` look at the files, however recently it last did."""
+        self._watched.check_at_next_call()
+
     @property
     def last_reload_ok(self) -> bool:
         """Whether the last reload (if any) succeeded; a failed one keeps the old files."""

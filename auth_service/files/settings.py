@@ -1,4 +1,5 @@
-"""Settings: ``config.py`` (a Flask config file) plus ``AUTH_SERVICE_<NAME>`` overrides.
+"""Settings: ``config.py`` (Python, read as Flask reads a config file) plus
+``AUTH_SERVICE_<NAME>`` overrides.
 
 The result is one validated, typed, immutable :class:`Settings`. Names from the service this one
 grew from (``ISSUER``, ``KEY_PATH``, ``AUDIENCE``, ``PORT``) keep working; the last two are
@@ -9,15 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Config
-
 from auth_service.errors import ConfigError
-from auth_service.tokens.signer import JWKS_HEADER, TOKEN_HEADERS, X5C_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,12 @@ USERS_FILE = "users.json"
 REPOSITORIES_FILE = "repositories.json"
 REVOCATIONS_FILE = "revocations.json"
 GROUPS_FILE = "groups.json"
+
+# TOKEN_HEADER's values: which registry configuration the tokens' header is made for
+# (:mod:`auth_service.tokens.signer`).
+X5C_HEADER = "x5c"
+JWKS_HEADER = "jwks"
+TOKEN_HEADERS = (X5C_HEADER, JWKS_HEADER)
 
 # Names the original service read that mean nothing here: the audience is the registry's
 # `service` parameter, and the listening address belongs to uWSGI.
@@ -51,12 +56,12 @@ class Settings:
     refresh_token_lifetime: int  # 0: no refresh tokens
     anonymous_access: bool
     realm: str
-    bcrypt_cost: int | None  # None: the cost most users' hashes have
+    bcrypt_cost: int | None  # None: the cost most users' hashes have (users.rehash_target)
     credential_cache_seconds: int = 300  # 0: every login runs bcrypt
     credential_cache_size: int = 10000
     bcrypt_concurrency: int = 2  # bcrypt checks running at once, across the workers
     # Logins that may wait for a bcrypt turn in each worker; None: uWSGI's threads per worker
-    # less a few kept for cheap requests (auth_service/app.py).
+    # less a few kept for cheap requests (passwords.bcrypt_turns.default_queue_limit).
     bcrypt_queue: int | None = None
     bcrypt_wait_seconds: int = 10  # longest a login waits for a bcrypt turn before a 503
     login_throttle_burst: int = 10  # wrong passwords per address and user before throttling
@@ -184,14 +189,17 @@ def config_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
+    """The upper-case names ``config.py`` defines, read as Flask's ``Config.from_pyfile`` reads
+    them: the file runs as a module named ``config``, with ``__file__`` set to its path."""
     if not path.is_file():
         raise ConfigError(str(path), None, "file not found")
-    config = Config(str(path.parent))
+    module = types.ModuleType("config")
+    module.__file__ = str(path)
     try:
-        config.from_pyfile(path.name)
+        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102
     except Exception as exc:  # any error in the operator's Python is a configuration error
         raise ConfigError(str(path), None, f"cannot be loaded: {exc}") from None
-    return dict(config)
+    return {name: getattr(module, name) for name in dir(module) if name.isupper()}
 
 
 def _resolve(config_dir: Path, value: str) -> Path:

@@ -6,8 +6,9 @@ Format of the original service, which still means what it meant::
                                                           "*": ["pull"]},
                "catalog": false}}
 
-On top of it, repository keys may be patterns (:mod:`.patterns`), and ``"groups": [...]`` names
-groups of ``groups.json`` (:mod:`.groups`) whose rights the user shares.
+On top of it, repository keys may be patterns (:mod:`auth_service.access.patterns`),
+``"groups": [...]`` names groups of ``groups.json`` (:mod:`.groups`) whose rights the user
+shares, and ``"refresh_tokens": false`` denies the user refresh tokens.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ DEFAULT_BCRYPT_COST = 12
 # it (the command line, `config check`). Dummy hashes are made on a first check only, so None
 # would do as well.
 VALIDATION_ONLY_COST = 4
-_USER_KEYS = {"pass_hash", "repositories", "catalog", "groups"}
+_USER_KEYS = {"pass_hash", "repositories", "catalog", "groups", "refresh_tokens"}
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class User:
     """One account: its hash, its grants per repository key, whether it may list the catalog,
-    and the groups whose rights it shares."""
+    the groups whose rights it shares, and whether a login may give it a refresh token.
+
+    Without refresh tokens, ``docker login`` stores the password in ``config.json`` instead of
+    an ``identitytoken``; an imagePullSecret made from that file needs it, as kubelet ignores
+    identity tokens.
+    """
 
     name: str
     pass_hash: bytes = field(repr=False)
     repositories: Mapping[str, frozenset[str]]
     catalog: bool = False
     groups: tuple[Group, ...] = ()
+    refresh_tokens: bool = True
     rules: RuleSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,18 +99,23 @@ def bcrypt_cost(pass_hash: bytes) -> int:
     return int(pass_hash[4:6])
 
 
-def most_common_cost(costs: Mapping[int, int]) -> int | None:
-    """The cost most hashes have (the higher one on a tie), from counts per cost; None if none:
-    what hashes are rehashed to when ``BCRYPT_COST`` is not set."""
-    return max(costs, key=lambda cost: (costs[cost], cost)) if costs else None
+def rehash_target(costs: Mapping[int, int], configured: int | None) -> int:
+    """The cost hashes are rehashed to, from the count of hashes at each cost: ``configured``
+    (``BCRYPT_COST``) if set, else the cost most hashes have (the higher one on a tie), else
+    :data:`DEFAULT_BCRYPT_COST`."""
+    if configured:
+        return configured
+    if costs:
+        return max(costs, key=lambda cost: (costs[cost], cost))
+    return DEFAULT_BCRYPT_COST
 
 
 class UserDirectory:
     """The users of one version of ``users.json``, and the password check against them.
 
     ``target_cost`` is the cost hashes should have (``BCRYPT_COST``): a successful login with a
-    hash of another cost is rehashed (:meth:`rehash_cost`, :mod:`.rehash`). None: the cost most
-    hashes have (the higher one on a tie).
+    hash of another cost is rehashed (:meth:`rehash_cost`, :mod:`auth_service.passwords.rehash`).
+    None: the cost most hashes have (:func:`rehash_target`).
 
     **Unknown names cost what known ones do.** A known user with a wrong password costs one
     bcrypt check at the cost of that user's hash, so an unknown name costs one check against a
@@ -150,7 +162,7 @@ class UserDirectory:
         """(target cost, (cost, count of hashes) with the target first, total count); counted
         on first use: callers that only validate a file never need it."""
         counts = Counter(bcrypt_cost(user.pass_hash) for user in self.users.values())
-        target = self._target_cost or most_common_cost(counts) or DEFAULT_BCRYPT_COST
+        target = rehash_target(counts, self._target_cost)
         ordered = sorted(counts, key=lambda cost: (cost != target, cost))
         mix = tuple((cost, counts[cost]) for cost in ordered) or ((target, 1),)
         return target, mix, sum(count for _, count in mix)
@@ -351,8 +363,13 @@ def _parse_user(path: Path, name: Any, entry: Any, groups: Mapping[str, Group]) 
     catalog = entry.get("catalog", False)
     if not isinstance(catalog, bool):
         raise _fail(path, f"{where}: catalog", "must be true or false")
+    refresh_tokens = entry.get("refresh_tokens", True)
+    if not isinstance(refresh_tokens, bool):
+        raise _fail(path, f"{where}: refresh_tokens", "must be true or false")
     member_of = _member_of(path, where, entry.get("groups", []), groups)
-    return User(name, pass_hash.encode("ascii"), grants, catalog, member_of)
+    return User(
+        name, pass_hash.encode("ascii"), grants, catalog, member_of, refresh_tokens=refresh_tokens
+    )
 
 
 def parse_users(

@@ -1,4 +1,4 @@
-"""Editing ``users.json`` for the command line: add, re-password, remove and list users.
+"""Editing ``users.json`` for the command line: add, change, re-password, remove and list users.
 
 The edits are pure functions of the decoded document; :func:`update_users` applies one under the
 file's lock, checks the result with the service's own parser (so it never writes a file the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ class UserError(Exception):
 
 
 def default_cost(config_dir: Path) -> int:
-    """The cost of new hashes: ``BCRYPT_COST`` if ``config.py`` sets it, else 12."""
+    """The cost of new hashes: ``BCRYPT_COST`` if ``config.py`` sets it, else
+    :data:`.users.DEFAULT_BCRYPT_COST`."""
     if not (config_dir / CONFIG_FILE).exists():
         return DEFAULT_BCRYPT_COST
     return load_settings(config_dir).bcrypt_cost or DEFAULT_BCRYPT_COST
@@ -112,6 +114,7 @@ def add_user(
     grants: dict[str, list[str]],
     groups: Sequence[str] = (),
     catalog: bool = False,
+    refresh_tokens: bool = True,
 ) -> dict[str, Any]:
     """``document`` with a new user ``name``, after the existing ones."""
     check_user_name(name)
@@ -125,6 +128,8 @@ def add_user(
     entry["repositories"] = grants
     if catalog:
         entry["catalog"] = True
+    if not refresh_tokens:
+        entry["refresh_tokens"] = False
     return {**document, name: entry}
 
 
@@ -147,17 +152,79 @@ def remove_user(document: dict[str, Any], name: str) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key != name}
 
 
+@dataclass(frozen=True)
+class UserChange:
+    """What ``users set`` changes in one user's entry; None and empty leave a thing as it is.
+
+    ``grants`` replace the actions of their keys (``KEY=`` denies), ``revoke`` removes keys,
+    ``join`` and ``leave`` add and remove groups.
+    """
+
+    grants: dict[str, list[str]]
+    revoke: Sequence[str] = ()
+    join: Sequence[str] = ()
+    leave: Sequence[str] = ()
+    catalog: bool | None = None
+    refresh_tokens: bool | None = None
+
+    def is_empty(self) -> bool:
+        """Whether it changes nothing at all."""
+        return not (self.grants or self.revoke or self.join or self.leave) and (
+            self.catalog is None and self.refresh_tokens is None
+        )
+
+
+def change_user(document: dict[str, Any], name: str, change: UserChange) -> dict[str, Any]:
+    """``document`` with user ``name``'s grants, groups and flags changed; the hash and the
+    other users as they were. Revoking a key the user has no grant for, or leaving a group the
+    user is not in, is an error: it is most likely a typo."""
+    entry = dict(_existing(document, name))
+    both = set(change.grants) & set(change.revoke)
+    if both:
+        raise UserError(f"{sorted(both)[0]!r} is both granted and revoked")
+    repositories = dict(entry.get("repositories", {}))
+    for key in change.revoke:
+        if key not in repositories:
+            raise UserError(f"user {shown_name(name)} has no grant for {key!r}")
+        del repositories[key]
+    repositories.update(change.grants)
+    entry["repositories"] = repositories
+    groups = list(entry.get("groups", []))
+    for group in change.leave:
+        if group not in groups:
+            raise UserError(f"user {shown_name(name)} is not in group {shown_name(group)}")
+        groups.remove(group)
+    groups += [group for group in dict.fromkeys(change.join) if group not in groups]
+    if groups:
+        entry["groups"] = groups
+    else:
+        entry.pop("groups", None)
+    # A flag at its default is written only if the file names it already.
+    for key, value, default in (
+        ("catalog", change.catalog, False),
+        ("refresh_tokens", change.refresh_tokens, True),
+    ):
+        if value is not None and (key in entry or value != default):
+            entry[key] = value
+    return {**document, name: entry}
+
+
+def describe_user(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """User ``name``'s groups, grants and flags, as ``users show`` and ``users list`` print them:
+    never the hash."""
+    entry = _existing(document, name)
+    return {
+        "name": name,
+        "groups": list(entry.get("groups", [])),
+        "repositories": dict(entry.get("repositories", {})),
+        "catalog": entry.get("catalog", False),
+        "refresh_tokens": entry.get("refresh_tokens", True),
+    }
+
+
 def list_users(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each user's name, groups, grants and catalog flag, in file order; never the hash."""
-    return [
-        {
-            "name": name,
-            "groups": list(entry.get("groups", [])),
-            "repositories": dict(entry.get("repositories", {})),
-            "catalog": entry.get("catalog", False),
-        }
-        for name, entry in document.items()
-    ]
+    """:func:`describe_user` of each user, in file order."""
+    return [describe_user(document, name) for name in document]
 
 
 def read_users(path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from auth_service.errors import ConfigError
+from auth_service.forked import PerProcess
 from auth_service.records import metrics
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,21 @@ FileStamp = tuple[int, int, int] | None  # (inode, size, mtime_ns), None when mi
 
 
 def file_stamp(path: Path) -> FileStamp:
+    """What tells a new version of ``path`` from the last one: inode, size and mtime."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _Schedule:
+    """When this process looks at the files next, and the lock its threads take to look. A
+    process forked from the one that loaded the files looks at once."""
+
+    def __init__(self) -> None:
+        self.next_check = 0.0
+        self.lock = threading.Lock()
 
 
 class WatchedFiles(Generic[T]):
@@ -53,12 +64,11 @@ class WatchedFiles(Generic[T]):
         self._load = load
         self._interval = interval
         self._clock = clock
-        self._lock = threading.Lock()
         self._stamps = self._read_stamps()
         self._current = load()  # at start-up a ConfigError propagates: refuse to start
         self._failed_stamps: tuple[FileStamp, ...] | None = None
-        self._next_check = clock() + interval
-        self._pid = os.getpid()
+        self._schedule = PerProcess(_Schedule)
+        self._schedule.get().next_check = clock() + interval  # this process has just loaded
         self.last_reload_ok = True
 
     def _read_stamps(self) -> tuple[FileStamp, ...]:
@@ -66,15 +76,17 @@ class WatchedFiles(Generic[T]):
 
     def current(self) -> T:
         """The value in force, reloaded first if the files changed."""
-        if self._clock() >= self._next_check or self._pid != os.getpid():
-            with self._lock:  # a thread that finds a reload under way waits for its result
-                if self._pid != os.getpid():  # first call in a forked process: look now
-                    self._pid = os.getpid()
-                    self._next_check = 0.0
-                if self._clock() >= self._next_check:  # not done by the thread we waited for
+        schedule = self._schedule.get()
+        if self._clock() >= schedule.next_check:
+            with schedule.lock:  # a thread that finds a reload under way waits for its result
+                if self._clock() >= schedule.next_check:  # not done by the thread we waited for
                     self._reload_if_changed()
-                    self._next_check = self._clock() + self._interval
+                    schedule.next_check = self._clock() + self._interval
         return self._current
+
+    def check_at_next_call(self) -> None:
+        """Make the next :meth:`current` look at the files, however recently it last did."""
+        self._schedule.get().next_check = 0.0
 
     def _reload_if_changed(self) -> None:
         stamps = self._read_stamps()  # before loading: a change during the load is seen next time

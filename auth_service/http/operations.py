@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app
 
-from auth_service.http.token_endpoint import EXTENSION, json_response
+from auth_service.http import EXTENSION
+from auth_service.http.responses import json_response
 from auth_service.records import metrics
 from auth_service.service import TokenService
 

@@ -11,16 +11,18 @@ Waiting logins take turns round-robin by client address, then by user name withi
 an address with 60 logins waiting delays another address's one login by a few checks, not 60,
 and while other addresses wait, an address is not given more than its share of the turns.
 Each worker keeps its own queue; one dispatcher thread per worker hands the turns it wins to
-its queue's next login. The dispatchers of the workers look for a free turn the same way (a
-poll every millisecond while they have logins waiting), so a turn that ends goes to either
+its queue's next login (both made on first use in the worker: threads do not survive uWSGI's
+fork). The dispatchers of the workers look for a free turn the same way (a poll every
+:data:`TURN_POLL_SECONDS` while they have logins waiting), so a turn that ends goes to either
 worker alike, not back to the one that gave it up.
 
 A waiting login holds a uWSGI thread that does nothing until its turn (it uses no CPU). At most
 ``queue`` logins wait in one worker; uwsgi.ini gives each worker more threads than that, so
 cached, refresh-token and anonymous requests always find a thread.
 
-The checks run on this process's own bcrypt threads, at a lower CPU priority (nice 5): when the
-cores are busy, the scheduler serves the cheap requests first and bcrypt takes what is left.
+The checks run on this process's own bcrypt threads, at a lower CPU priority
+(:data:`BCRYPT_NICENESS`): when the cores are busy, the scheduler serves the cheap requests first
+and bcrypt takes what is left.
 
 Identical checks share one run: while a user and password are being checked, the same pair waits
 for that answer instead of starting its own. The 32 parallel requests of a
@@ -39,6 +41,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from auth_service.errors import Overloaded  # raised here; its answer is errors.OVERLOADED
+from auth_service.forked import PerProcess
 from auth_service.passwords.shared_places import SharedPlaces
 
 T = TypeVar("T")
@@ -82,10 +86,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICENESS)
     except OSError as exc:  # not permitted here: bcrypt runs at normal priority, still bounded
         log.warning("bcrypt threads keep normal priority: %s", exc)
-
-
-class Overloaded(Exception):
-    """A login could not start its bcrypt check in time, or too many already wait for one."""
 
 
 class _Flight(Generic[T]):
@@ -176,38 +176,13 @@ class BcryptGate:
         self.concurrency = concurrency
         self.queue_limit = queue
         self.wait_seconds = wait_seconds
-        self._turns = SharedPlaces(concurrency)
-        self._lock = threading.Lock()
-        self._flights: dict[bytes, _Flight] = {}
-        self._pid = -1
-        self._state_lock = threading.Lock()
-
-    def _process_state(self) -> threading.Condition:
-        """This process's queue, dispatcher and bcrypt threads, made on first use in it: uWSGI
-        forks its workers after loading the app, and threads do not survive a fork."""
-        if self._pid != os.getpid():
-            with self._state_lock:
-                if self._pid != os.getpid():
-                    self._flights = {}
-                    self._queue = FairQueue()
-                    self._running: Counter[str] = Counter()
-                    # Turns each address got in this worker since it last had none waiting or
-                    # running: an address that arrives while another floods goes first.
-                    self._served: Counter[str] = Counter()
-                    self._changed = threading.Condition()
-                    # As many threads as turns: every running check may be in this worker.
-                    self._pool = ThreadPoolExecutor(
-                        self.concurrency, "bcrypt", initializer=_lower_priority
-                    )
-                    threading.Thread(
-                        target=self._dispatch, name="bcrypt-turns", daemon=True
-                    ).start()
-                    self._pid = os.getpid()
-        return self._changed
+        self._turns = SharedPlaces(concurrency)  # made here: shared with the forked workers
+        # Threads do not survive a fork: each worker makes its queue and threads on first use.
+        self._here: PerProcess[_TurnsHere] = PerProcess(lambda: _TurnsHere(self))
 
     def in_flight(self, key: bytes) -> bool:
         """Whether a check of ``key`` is running or waiting now (:meth:`run` would join it)."""
-        return key in self._flights
+        return key in self._here.get().flights
 
     def run(self, key: bytes, check: Callable[[], T], address: str = "", user: str = "") -> T:
         """``check()``'s answer, shared with every concurrent call of the same ``key``.
@@ -215,22 +190,22 @@ class BcryptGate:
         ``address`` and ``user`` name whose turn it is. Raises :class:`Overloaded` when the
         check could not start within ``wait_seconds``, or too many logins already wait.
         """
-        self._process_state()
-        with self._lock:
-            flight = self._flights.get(key)
+        here = self._here.get()
+        with here.flights_lock:
+            flight = here.flights.get(key)
             leader = flight is None
             if leader:
-                flight = self._flights[key] = _Flight()
+                flight = here.flights[key] = _Flight()
         if not leader:
             return self._follow(flight)
         try:
-            flight.result = self._admit(check, address, user)
+            flight.result = here.admit(check, address, user)
         except BaseException as exc:
             flight.error = exc
             raise
         finally:
-            with self._lock:
-                del self._flights[key]
+            with here.flights_lock:
+                del here.flights[key]
             flight.done.set()
         return flight.result
 
@@ -241,25 +216,48 @@ class BcryptGate:
             raise flight.error
         return flight.result  # type: ignore[return-value]
 
-    def _admit(self, check: Callable[[], T], address: str, user: str) -> T:
-        changed = self._process_state()
+
+class _TurnsHere:
+    """One process's side of a :class:`BcryptGate`: the checks in flight, the logins waiting,
+    the dispatcher thread that hands them the turns this process wins, and the bcrypt threads."""
+
+    def __init__(self, gate: BcryptGate) -> None:
+        self.concurrency = gate.concurrency
+        self.queue_limit = gate.queue_limit
+        self.wait_seconds = gate.wait_seconds
+        self.turns = gate._turns
+        self.flights: dict[bytes, _Flight] = {}
+        self.flights_lock = threading.Lock()
+        self.queue = FairQueue()
+        self.running: Counter[str] = Counter()
+        # Turns each address got in this process since it last had none waiting or running: an
+        # address that arrives while another floods goes first.
+        self.served: Counter[str] = Counter()
+        self.changed = threading.Condition()
+        # As many threads as turns: every running check may be in this process.
+        self.pool = ThreadPoolExecutor(self.concurrency, "bcrypt", initializer=_lower_priority)
+        threading.Thread(target=self._dispatch, name="bcrypt-turns", daemon=True).start()
+
+    def admit(self, check: Callable[[], T], address: str, user: str) -> T:
+        """``check()``'s answer, run on a turn once it is this login's (:meth:`BcryptGate.run`)."""
+        changed = self.changed
         ticket = _Ticket(check, address, user)
         with changed:
-            turn = self._turns.try_take() if not self._queue else None
+            turn = self.turns.try_take() if not self.queue else None
             if turn is not None:  # nobody here waits and a turn is free: no need to queue
                 self._start(ticket, turn)
-            elif len(self._queue) >= self.queue_limit:
+            elif len(self.queue) >= self.queue_limit:
                 raise Overloaded("too many logins are waiting to be checked")
             else:
-                self._queue.push(ticket)
+                self.queue.push(ticket)
                 changed.notify()  # the dispatcher, if it sleeps on an empty queue
         # Each login sleeps on its own event: a turn wakes one thread, not every waiting one.
         if not ticket.started.wait(self.wait_seconds):
             with changed:
                 if not ticket.started.is_set():
-                    self._queue.remove(ticket)
-                    if not self._queue.waiting(address) and not self._running[address]:
-                        self._served.pop(address, None)
+                    self.queue.remove(ticket)
+                    if not self.queue.waiting(address) and not self.running[address]:
+                        self.served.pop(address, None)
                     raise Overloaded("no bcrypt turn came free in time")
         try:
             return ticket.answer.result(MAX_CHECK_SECONDS)
@@ -267,32 +265,32 @@ class BcryptGate:
             raise Overloaded("a login check took too long") from None
 
     def _over_share(self, address: str) -> bool:
-        active = len(self._queue.addresses() | {a for a, n in self._running.items() if n})
-        return self._running[address] >= max(1, math.ceil(self.concurrency / max(1, active)))
+        active = len(self.queue.addresses() | {a for a, n in self.running.items() if n})
+        return self.running[address] >= max(1, math.ceil(self.concurrency / max(1, active)))
 
     def _dispatch(self) -> None:
         """Hand every turn this process wins to the next waiting login (the dispatcher thread)."""
-        changed = self._changed
+        changed = self.changed
         while True:
             with changed:
-                changed.wait_for(lambda: len(self._queue) > 0)
-            turn = self._turns.try_take()
+                changed.wait_for(lambda: len(self.queue) > 0)
+            turn = self.turns.try_take()
             if turn is None:
                 time.sleep(TURN_POLL_SECONDS)
                 continue
             with changed:
-                ticket = self._queue.pop_next(self._over_share, self._served.__getitem__)
+                ticket = self.queue.pop_next(self._over_share, self.served.__getitem__)
                 if ticket is None:  # the logins gave up waiting meanwhile
-                    self._turns.give_back(turn)
+                    self.turns.give_back(turn)
                     continue
                 self._start(ticket, turn)
 
     def _start(self, ticket: _Ticket, turn: int) -> None:
         """Run ``ticket``'s check on ``turn`` (called under the queue's lock)."""
-        self._running[ticket.address] += 1
-        self._served[ticket.address] += 1
+        self.running[ticket.address] += 1
+        self.served[ticket.address] += 1
         ticket.started.set()
-        self._pool.submit(self._run_on_turn, ticket, turn)
+        self.pool.submit(self._run_on_turn, ticket, turn)
 
     def _run_on_turn(self, ticket: _Ticket, turn: int) -> None:
         try:
@@ -300,10 +298,10 @@ class BcryptGate:
         except BaseException as exc:
             ticket.answer.set_exception(exc)
         finally:  # the turn ends with the check, even one its request gave up on
-            self._turns.give_back(turn)
-            with self._changed:
-                self._running[ticket.address] -= 1
-                if not self._running[ticket.address]:
-                    del self._running[ticket.address]
-                    if not self._queue.waiting(ticket.address):  # its busy spell is over
-                        self._served.pop(ticket.address, None)
+            self.turns.give_back(turn)
+            with self.changed:
+                self.running[ticket.address] -= 1
+                if not self.running[ticket.address]:
+                    del self.running[ticket.address]
+                    if not self.queue.waiting(ticket.address):  # its busy spell is over
+                        self.served.pop(ticket.address, None)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from auth_service.files.users import User
+from auth_service.forked import PerProcess
 
 
 class _Entry(NamedTuple):
@@ -30,9 +31,19 @@ class _Entry(NamedTuple):
     expires_at: float
 
 
+class _ProcessMemory:
+    """One process's key and entries: uWSGI forks its workers after loading the app, and each
+    makes its own key and starts empty, so that no two processes share a key."""
+
+    def __init__(self) -> None:
+        self.key = os.urandom(32)
+        self.entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self.lock = threading.Lock()
+
+
 class CredentialCache:
     """Bounded, least-recently-used, per process; thread-safe. A ``ttl_seconds`` of 0 turns it
-    off (its fingerprints still name a login for :class:`.bcrypt_gate.BcryptGate`)."""
+    off (its fingerprints still name a login for :class:`.bcrypt_turns.BcryptGate`)."""
 
     def __init__(
         self, ttl_seconds: float, max_entries: int, clock: Callable[[], float] = time.monotonic
@@ -40,38 +51,25 @@ class CredentialCache:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._clock = clock
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._key = b""
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._memory = PerProcess(_ProcessMemory)
 
     def __len__(self) -> int:
-        return len(self._entries)
-
-    def _own_key(self) -> bytes:
-        # uWSGI forks its workers after loading the app: each process makes its own key (and
-        # starts empty), so no two processes share one.
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._key = os.urandom(32)
-                    self._entries.clear()
-                    self._pid = os.getpid()
-        return self._key
+        return len(self._memory.get().entries)
 
     def fingerprint(self, username: str, password: str) -> bytes:
         """The key of one user and password: an HMAC under this process's random key."""
         name = username.encode("utf-8", "surrogatepass")
         # The name's length first, so ("ab", "c") and ("a", "bc") can never collide.
         message = len(name).to_bytes(4, "big") + name + password.encode("utf-8", "surrogatepass")
-        return hmac.digest(self._own_key(), message, "sha256")  # one call into OpenSSL
+        return hmac.digest(self._memory.get().key, message, "sha256")  # one call into OpenSSL
 
     def accepts(self, fingerprint: bytes, user: User | None) -> bool:
         """Whether this user's password was verified recently, against the hash they have now."""
-        if user is None or not self._entries:
+        memory = self._memory.get()
+        if user is None or not memory.entries:
             return False
-        with self._lock:
-            entry = self._entries.get(fingerprint)
+        with memory.lock:
+            entry = memory.entries.get(fingerprint)
             if entry is None:
                 return False
             if (
@@ -79,9 +77,9 @@ class CredentialCache:
                 or entry.pass_hash != user.pass_hash
                 or entry.expires_at <= self._clock()
             ):
-                del self._entries[fingerprint]  # changed, removed or expired: gone for good
+                del memory.entries[fingerprint]  # changed, removed or expired: gone for good
                 return False
-            self._entries.move_to_end(fingerprint)
+            memory.entries.move_to_end(fingerprint)
             return True
 
     def remember(self, fingerprint: bytes, user: User) -> None:
@@ -89,8 +87,9 @@ class CredentialCache:
         if self.ttl <= 0:
             return
         entry = _Entry(user.name, user.pass_hash, self._clock() + self.ttl)
-        with self._lock:
-            self._entries[fingerprint] = entry
-            self._entries.move_to_end(fingerprint)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        memory = self._memory.get()
+        with memory.lock:
+            memory.entries[fingerprint] = entry
+            memory.entries.move_to_end(fingerprint)
+            while len(memory.entries) > self.max_entries:
+                memory.entries.popitem(last=False)

@@ -1,9 +1,9 @@
 """One password check, in order of cost: usable? → throttled? → recently verified? → bcrypt.
 
-A password bcrypt can never match is refused before anything else, :mod:`.login_throttle`
-answers a guesser before any work, :mod:`.credential_cache` answers a returning client without
-bcrypt, and :mod:`.bcrypt_gate` gives the checks that remain their fair turn on the cores.
-:meth:`.users.UserDirectory.verify_password` does the check itself.
+A password bcrypt can never match is refused before anything else, :mod:`.throttle` answers a
+guesser before any work, :mod:`.credential_cache` answers a returning client without bcrypt, and
+:mod:`.bcrypt_turns` gives the checks that remain their fair turn on the cores.
+:meth:`auth_service.files.users.UserDirectory.verify_password` does the check itself.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class PasswordChecker:
         ``may_rehash``: a hash at another cost than the target is replaced after a successful
         check. Not for a login that gets a refresh token: that token is bound to the hash it was
         checked against, which the rehash would void at once. Raises
-        :class:`.login_throttle.Throttled` or :class:`.bcrypt_gate.Overloaded`.
+        :class:`auth_service.errors.Throttled` or :class:`auth_service.errors.Overloaded`.
         """
         if not bcrypt_can_check(password):
             return None

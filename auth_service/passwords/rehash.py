@@ -2,10 +2,10 @@
 login, by a hash of the same password at that cost, so a ``users.json`` of mixed costs converges.
 
 The password is at hand only then, so this is the only moment it can be done. The write is a
-compare-and-swap under the file's lock (:func:`.atomic.locked_update`): the user's hash is
-replaced only if the file still holds the one the login was checked against, so a ``users
-passwd`` (or a hand edit) that came in between is never overwritten. Everything else in the
-file stays as it was, byte for byte (the hash's text is replaced where it stands).
+compare-and-swap under the file's lock (:func:`auth_service.files.atomic.locked_update`): the
+user's hash is replaced only if the file still holds the one the login was checked against, so
+a ``users passwd`` (or a hand edit) that came in between is never overwritten. Everything else
+in the file stays as it was, byte for byte (the hash's text is replaced where it stands).
 
 It never fails a login: a configuration directory the service can't write (a Kubernetes
 ConfigMap or Secret, a read-only mount) is logged once per process, and the hashes keep their

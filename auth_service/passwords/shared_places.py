@@ -10,16 +10,26 @@ worker killed mid-check (harakiri, OOM) can't leave the service with fewer place
 bound is then per worker.)
 
 POSIX record locks belong to a process, not to a thread: a process never conflicts with its own
-locks. So each process also remembers which places its own threads hold.
+locks. So each process also remembers which places its own threads hold; a forked child
+inherits none of its parent's record locks, and starts holding nothing.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import tempfile
 import threading
+
+from auth_service.forked import PerProcess
+
+
+class _HeldHere:
+    """The places this process's threads hold."""
+
+    def __init__(self) -> None:
+        self.places: set[int] = set()
+        self.lock = threading.Lock()
 
 
 class SharedPlaces:
@@ -28,26 +38,24 @@ class SharedPlaces:
     def __init__(self, count: int) -> None:
         self.count = count
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (open for the places' lifetime)
-        self._lock = threading.Lock()
-        self._held: set[int] = set()
-        self._pid = os.getpid()
+        self._held = PerProcess(_HeldHere)
 
     def try_take(self) -> int | None:
         """A free place, now held by this process; ``None`` when every place is held."""
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child inherits no locks
-                self._held.clear()
-                self._pid = os.getpid()
+        held = self._held.get()
+        with held.lock:
             for place in range(self.count):
-                if place not in self._held and self._lock_byte(place):
-                    self._held.add(place)
+                if place not in held.places and self._lock_byte(place):
+                    held.places.add(place)
                     return place
         return None
 
     def give_back(self, place: int) -> None:
-        with self._lock:
+        """Free ``place``, which this process holds, for any process to take."""
+        held = self._held.get()
+        with held.lock:
             fcntl.lockf(self._file, fcntl.LOCK_UN, 1, place)
-            self._held.discard(place)
+            held.places.discard(place)
 
     def _lock_byte(self, place: int) -> bool:
         try:

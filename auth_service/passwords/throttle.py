@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from auth_service.errors import Throttled  # raised here; its answer is errors.THROTTLED
+
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "auth_throttle"
@@ -47,15 +49,6 @@ _ADDRESS_KEY_PREFIX = "addr:"
 
 # The values of some keys -> their new values (None deletes), in one atomic step.
 Change = Callable[[list[bytes | None]], list[bytes | None]]
-
-
-class Throttled(Exception):
-    """Too many failed logins from this address (for this user, or for all): retry after
-    ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("too many failed logins: try again later")
-        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class BucketStore(Protocol):

@@ -1,1 +1,2 @@
-"""What the service records: the audit log and the metrics."""
+"""What the service records, and the formats it writes: the audit log, the metrics, and the
+compact JSON and RFC 3339 times that answers, tokens and log lines share."""

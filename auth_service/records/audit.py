@@ -13,7 +13,8 @@ uWSGI's log; a path writes to that file, reopened when it is rotated away (moved
 A line is one record however it is split: the user name, scopes and ``client_id`` come from the
 client, and JSON leaves some characters raw that end a line for ``str.splitlines()`` (U+0085,
 U+2028, U+2029) or act on a terminal (DEL, the C1 controls, bidirectional overrides). Those are
-written as JSON escapes (:func:`escape_invisible`); other non-ASCII letters stay readable.
+written as JSON escapes (:func:`auth_service.records.json_text.log_json`); other non-ASCII
+letters stay readable.
 
 Under uWSGI's ``logger``, standard error is a non-blocking socket to the master's log thread.
 When a burst outruns that thread the socket is full, and a write fails with EAGAIN (or writes
@@ -24,51 +25,19 @@ than answered with a token nobody recorded.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import select
 import threading
 import time
-import unicodedata
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from auth_service.errors import AuditUnavailable
+from auth_service.records.json_text import log_json
 from auth_service.records.timestamps import rfc3339_millis
 
-# Non-ASCII names as they are (json.dumps with options would build an encoder per line).
-_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-# The JSON encoder escapes U+0000-U+001F itself; of what it leaves raw, these categories are
-# escaped too: controls (DEL, C1), format characters (invisible, bidirectional overrides),
-# surrogates, and the line and paragraph separators.
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_BEYOND_ASCII = re.compile("[\x7f-\U0010ffff]")
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if unicodedata.category(char) not in _ESCAPED_CATEGORIES:
-        return char
-    code = ord(char)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    code -= 0x10000  # JSON has no escape beyond U+FFFF: a UTF-16 surrogate pair
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-
-
-def escape_invisible(json_text: str) -> str:
-    """``json_text`` with every control, format or line-separator character JSON left raw
-    written as a ``\\uXXXX`` escape: the same JSON value, on one line for any line splitter."""
-    if json_text.isascii() and "\x7f" not in json_text:
-        return json_text  # nearly every line: nothing to look at
-    return _BEYOND_ASCII.sub(_json_escape, json_text)
-
-
-def _json_line(record: dict[str, Any]) -> str:
-    return escape_invisible(_json_encode(record))
-
+__all__ = ["AuditLog", "AuditUnavailable", "AuditedRequest", "token_line"]
 
 STDERR = 2
 REOPEN_CHECK_SECONDS = 1.0
@@ -76,52 +45,58 @@ REOPEN_CHECK_SECONDS = 1.0
 WRITE_WAIT_SECONDS = 5.0
 
 
-class AuditUnavailable(Exception):
-    """The audit log has taken no line for WRITE_WAIT_SECONDS: refuse, don't issue unrecorded."""
+class AuditedRequest(Protocol):
+    """What an audit line says about the request, as the token endpoint read it."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def grant_type(self) -> str: ...
+    @property
+    def client(self) -> str | None: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def scopes(self) -> Sequence[str]: ...
 
 
-@dataclass
-class TokenRequestFacts:
-    """What the view learns about a request as it reads it; the audit line is made of it."""
+def token_line(
+    request: AuditedRequest,
+    outcome: str,
+    status: int,
+    seconds: float,
+    *,
+    user: str | None,
+    service: str | None,
+    access: Sequence[str] = (),
+    token_id: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The audit record of one answered token request.
 
-    method: str
-    grant_type: str
-    client: str | None
-    user: str | None = None
-    service: str | None = None
-    scopes: list[str] = field(default_factory=list)
-    client_id: str | None = None
-
-    def line(
-        self,
-        outcome: str,
-        status: int,
-        seconds: float,
-        access: list[str] | None = None,
-        token_id: str | None = None,
-        reason: str | None = None,
-    ) -> dict[str, Any]:
-        """The audit record of this request, finished with its outcome."""
-        record: dict[str, Any] = {
-            "time": rfc3339_millis(time.time()),
-            "event": "token",
-            "client": self.client,
-            "client_id": self.client_id,
-            "method": self.method,
-            "grant_type": self.grant_type,
-            "user": self.user,
-            "service": self.service,
-            "scopes": [scope for value in self.scopes for scope in value.split()],
-            "access": access or [],
-            "outcome": outcome,
-            "status": status,
-            "latency_ms": round(seconds * 1000, 3),
-        }
-        if token_id:
-            record["jti"] = token_id
-        if reason:
-            record["reason"] = reason
-        return record
+    ``user`` and ``service`` are those the token was made for, or, for a refusal, those the
+    client named; ``reason`` says why a request was refused.
+    """
+    record: dict[str, Any] = {
+        "time": rfc3339_millis(time.time()),
+        "event": "token",
+        "client": request.client,
+        "client_id": request.client_id,
+        "method": request.method,
+        "grant_type": request.grant_type,
+        "user": user,
+        "service": service,
+        "scopes": [scope for value in request.scopes for scope in value.split()],
+        "access": list(access),
+        "outcome": outcome,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    if token_id:
+        record["jti"] = token_id
+    if reason:
+        record["reason"] = reason
+    return record
 
 
 class AuditLog:
@@ -159,9 +134,10 @@ class AuditLog:
             self._open()
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one line; raises AuditUnavailable if no line is taken in time."""
         if not self.enabled:
             return
-        data = (_json_line(record) + "\n").encode("utf-8", "backslashreplace")
+        data = (log_json(record) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:  # one line at a time in this process, whole, in order
             if self.path is not None:
                 self._reopen_if_rotated()

@@ -433,7 +433,7 @@ def _running(names: Sequence[str] = ("registry", "uwsgi", "nginx")) -> dict[str,
 
 
 def command_up(port: int) -> None:
-    from auth_service.cli.init import ensure_dev_config
+    from auth_service.cli.dev import create_example_config
     from auth_service.files.settings import config_dir_from_env
 
     running = _running()
@@ -446,7 +446,7 @@ def command_up(port: int) -> None:
     if running:  # a partial stack (one program died): start over cleanly
         command_down()
     config_dir = REPO / config_dir_from_env()
-    ensure_dev_config(config_dir)
+    create_example_config(config_dir)
     stack = _local_stack(port)
     stack.start()
     print(f"""

@@ -1,8 +1,8 @@
 """Signing keys for operators: a new key and certificate on disk, and the JWKS of certificates.
 
-The cryptography itself is :mod:`.tokens`'s: :func:`.tokens.generate_signing_pair` makes the pair,
-:func:`.tokens.key_id` names a key as the tokens' ``kid`` header does for a ``TOKEN_HEADER``, and
-:func:`.tokens.algorithm_for` is the algorithm the service signs with.
+The cryptography itself is :mod:`.signer`'s: :func:`.signer.generate_signing_pair` makes the
+pair, :func:`.signer.key_id` names a key as the tokens' ``kid`` header does for a
+``TOKEN_HEADER``, and :func:`.signer.algorithm_for` is the algorithm the service signs with.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from auth_service.files.atomic import write_atomic
 from auth_service.files.settings import (
     CONFIG_FILE,
     ENV_PREFIX,
+    X5C_HEADER,
     config_dir_from_env,
     load_settings,
     parse_token_header,
 )
+from auth_service.tokens.encoding import b64url_uint
 from auth_service.tokens.signer import (
     JWK_CURVES,
-    X5C_HEADER,
     algorithm_for,
-    b64url,
     generate_signing_pair,
     key_id,
 )
@@ -67,11 +67,6 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
         raise ConfigError(str(path), None, f"not a PEM certificate: {exc}") from None
 
 
-def _b64url(number: int, length: int | None = None) -> str:
-    length = length or max(1, (number.bit_length() + 7) // 8)
-    return b64url(number.to_bytes(length, "big"))
-
-
 def jwk(public_key: Any, source: str, token_header: str) -> dict[str, str]:
     """The JSON Web Key of a public key, ``kid`` being the one tokens signed with it carry when
     ``TOKEN_HEADER`` is ``token_header``.
@@ -87,22 +82,23 @@ def jwk(public_key: Any, source: str, token_header: str) -> dict[str, str]:
         key.update(
             kty="EC",
             crv=JWK_CURVES[public_key.curve.name],
-            x=_b64url(numbers.x, size),
-            y=_b64url(numbers.y, size),
+            x=b64url_uint(numbers.x, size),
+            y=b64url_uint(numbers.y, size),
         )
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
         numbers = public_key.public_numbers()
-        key.update(kty="RSA", n=_b64url(numbers.n), e=_b64url(numbers.e))
+        key.update(kty="RSA", n=b64url_uint(numbers.n), e=b64url_uint(numbers.e))
     return key
 
 
-def configured_token_header() -> str:
+def configured_token_header(config_dir: Path | None = None) -> str:
     """``TOKEN_HEADER`` as the service reads it: ``config.py`` and ``AUTH_SERVICE_TOKEN_HEADER``.
 
-    Without a ``config.py``, the environment variable or the default, ``"x5c"``.
+    ``config_dir`` defaults to ``$AUTH_SERVICE_CONFIG_DIR``. Without a ``config.py``, the
+    environment variable or the default, ``"x5c"``.
     """
-    config_dir = config_dir_from_env()
+    config_dir = config_dir_from_env() if config_dir is None else config_dir
     if not (config_dir / CONFIG_FILE).exists():
         name = ENV_PREFIX + "TOKEN_HEADER"
         if name not in os.environ:

@@ -15,7 +15,6 @@ access token fails the HMAC here.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 
 from auth_service.files.revocations import Revocations
 from auth_service.files.users import User, UserDirectory
+from auth_service.records.json_text import wire_json
+from auth_service.tokens.encoding import b64url, b64url_decode
 
 VERSION = "rt1"
 KEY_LABEL = b"auth_service refresh token key v1"
@@ -50,14 +51,6 @@ class RefreshClaims:
     password_fingerprint: str
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class RefreshTokenCodec:
     """Issues and checks refresh tokens with one key and lifetime."""
 
@@ -68,10 +61,10 @@ class RefreshTokenCodec:
 
     def _fingerprint(self, user: User) -> str:
         digest = hmac.new(self._key, b"password:" + user.pass_hash, hashlib.sha256).digest()
-        return _b64(digest[:_FINGERPRINT_BYTES])
+        return b64url(digest[:_FINGERPRINT_BYTES])
 
     def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, f"{VERSION}.{payload}".encode(), hashlib.sha256).digest())
+        return b64url(hmac.new(self._key, f"{VERSION}.{payload}".encode(), hashlib.sha256).digest())
 
     def issue(self, user: User, service: str) -> tuple[str, RefreshClaims]:
         """A new refresh token for ``user`` at ``service``, and its claims."""
@@ -84,8 +77,8 @@ class RefreshTokenCodec:
             now + self.lifetime,
             self._fingerprint(user),
         )
-        payload = _b64(
-            json.dumps(
+        payload = b64url(
+            wire_json(
                 {
                     "sub": claims.subject,
                     "aud": claims.service,
@@ -93,8 +86,7 @@ class RefreshTokenCodec:
                     "iat": claims.issued_at,
                     "exp": claims.expires_at,
                     "pwd": claims.password_fingerprint,
-                },
-                separators=(",", ":"),
+                }
             ).encode()
         )
         return f"{VERSION}.{payload}.{self._sign(payload)}", claims
@@ -110,7 +102,7 @@ class RefreshTokenCodec:
         ):
             raise InvalidRefreshToken("invalid refresh token")
         try:
-            data = json.loads(_unb64(payload))
+            data = json.loads(b64url_decode(payload))
             claims = RefreshClaims(
                 str(data["sub"]),
                 str(data["aud"]),

@@ -17,7 +17,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import time
@@ -33,22 +32,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from auth_service.errors import ConfigError
+from auth_service.files.settings import JWKS_HEADER, TOKEN_HEADERS, X5C_HEADER
+from auth_service.records.json_text import wire_json
 from auth_service.records.timestamps import rfc3339_seconds
+from auth_service.tokens.encoding import b64url, b64url_uint
 
 log = logging.getLogger(__name__)
-
-# Made once: json.dumps with options builds a new encoder on every call.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 # Registry 2.x (libtrust) verifies only RS256/384/512 and the ES alg matching the curve.
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _MIN_RSA_BITS = 2048
 _CERT_WARNING_DAYS = 30
 
-# TOKEN_HEADER's values: which registry configuration the tokens' header is made for.
-X5C_HEADER = "x5c"
-JWKS_HEADER = "jwks"
-TOKEN_HEADERS = (X5C_HEADER, JWKS_HEADER)
 JWK_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
@@ -62,10 +57,6 @@ def libtrust_key_id(public_key: Any) -> str:
     )
     encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii").rstrip("=")
     return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
-
-
-def _minimal_b64url(number: int) -> str:
-    return b64url(number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big"))
 
 
 def jwk_thumbprint(public_key: Any) -> str:
@@ -82,14 +73,12 @@ def jwk_thumbprint(public_key: Any) -> str:
         numbers = public_key.public_numbers()
         crv = JWK_CURVES.get(public_key.curve.name, public_key.curve.name)
         members = (
-            f'{{"crv":"{crv}","kty":"EC","x":"{_minimal_b64url(numbers.x)}",'
-            f'"y":"{_minimal_b64url(numbers.y)}"}}'
+            f'{{"crv":"{crv}","kty":"EC","x":"{b64url_uint(numbers.x)}",'
+            f'"y":"{b64url_uint(numbers.y)}"}}'
         )
     elif isinstance(public_key, rsa.RSAPublicKey):
         numbers = public_key.public_numbers()
-        members = (
-            f'{{"e":"{_minimal_b64url(numbers.e)}","kty":"RSA","n":"{_minimal_b64url(numbers.n)}"}}'
-        )
+        members = f'{{"e":"{b64url_uint(numbers.e)}","kty":"RSA","n":"{b64url_uint(numbers.n)}"}}'
     else:
         raise TypeError(f"no JWK thumbprint for a {type(public_key).__name__}")
     return b64url(hashlib.sha256(members.encode("ascii")).digest())
@@ -141,6 +130,15 @@ def load_private_key(path: Path) -> Any:
         ) from None
 
 
+def certificate_problem(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    """Why a registry would refuse ``cert`` at ``now`` (not yet valid, or expired), or None."""
+    if now < cert.not_valid_before_utc:
+        return f"is not valid before {cert.not_valid_before_utc}"
+    if now >= cert.not_valid_after_utc:
+        return f"expired on {cert.not_valid_after_utc}"
+    return None
+
+
 def load_certificate(path: Path, private_key: Any, now: dt.datetime) -> x509.Certificate:
     """Load the PEM certificate the registry trusts, and check it fits the key and is valid now.
 
@@ -156,10 +154,9 @@ def load_certificate(path: Path, private_key: Any, now: dt.datetime) -> x509.Cer
         serialization.Encoding.DER, spki
     ) != private_key.public_key().public_bytes(serialization.Encoding.DER, spki):
         raise ConfigError(str(path), "CERT_PATH", "certificate does not belong to KEY_PATH's key")
-    if now < cert.not_valid_before_utc:
-        raise ConfigError(str(path), "CERT_PATH", f"not valid before {cert.not_valid_before_utc}")
-    if now >= cert.not_valid_after_utc:
-        raise ConfigError(str(path), "CERT_PATH", f"expired on {cert.not_valid_after_utc}")
+    problem = certificate_problem(cert, now)
+    if problem is not None:
+        raise ConfigError(str(path), "CERT_PATH", problem)
     if cert.not_valid_after_utc - now < dt.timedelta(days=_CERT_WARNING_DAYS):
         log.warning(
             "%s: certificate expires on %s; rotate it before then", path, cert.not_valid_after_utc
@@ -180,11 +177,6 @@ class IssuedToken:
     def issued_at_rfc3339(self) -> str:
         """``issued_at`` as RFC 3339 in UTC with a ``Z``: clients decode it as a Go time.Time."""
         return rfc3339_seconds(self.issued_at)
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding, as JWS and JWK write binary values."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class TokenSigner:
@@ -223,7 +215,7 @@ class TokenSigner:
         self.lifetime = lifetime
         self._clock = clock
         # The header never changes: encoded once here, not on every token.
-        header = json.dumps({"alg": self.algorithm, **self.headers}, separators=(",", ":"))
+        header = wire_json({"alg": self.algorithm, **self.headers})
         self._header_segment = b64url(header.encode())
         self._sign = jwt.get_algorithm_by_name(self.algorithm).sign
 
@@ -257,13 +249,11 @@ class TokenSigner:
         The certificate must be valid now, and a token signed through :meth:`issue` must verify
         with the key's public half.
         """
-        now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
-        cert = self.certificate
-        if cert is not None:
-            if now < cert.not_valid_before_utc:
-                return f"the certificate is not valid before {cert.not_valid_before_utc}"
-            if now >= cert.not_valid_after_utc:
-                return f"the certificate expired on {cert.not_valid_after_utc}"
+        if self.certificate is not None:
+            now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+            problem = certificate_problem(self.certificate, now)
+            if problem is not None:
+                return f"the certificate {problem}"
         try:
             probe = self.issue("", "health-check", [])
             jwt.decode(
@@ -306,7 +296,7 @@ class TokenSigner:
             "jti": token_id,
             "access": list(access),
         }
-        payload = b64url(_compact_json(claims).encode())
+        payload = b64url(wire_json(claims).encode())
         signing_input = f"{self._header_segment}.{payload}".encode("ascii")
         signature = b64url(self._sign(signing_input, self._key))  # JWS form: raw r||s for EC
         return IssuedToken(

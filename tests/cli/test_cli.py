@@ -2,7 +2,9 @@
 
 import json
 import stat
+from importlib.metadata import version
 
+import pytest
 from click.testing import CliRunner
 
 from auth_service.cli.main import cli
@@ -71,10 +73,71 @@ def test_forged_token_is_not_revoked(config_dir):
     assert not (config_dir / "revocations.json").exists()
 
 
-def test_bad_configuration_is_one_line(tmp_path):
-    code, output = run(tmp_path, "tokens", "revoke-user", "alice")
-    assert code != 0
-    assert output.strip() == f"Error: configuration error: {tmp_path}/config.py: file not found"
+def test_bad_configuration_is_one_line(config_dir):
+    (config_dir / "token.key").unlink()
+    code, output = run(config_dir, "tokens", "revoke-user", "alice")
+    assert code == 1
+    assert output.startswith(f"Error: configuration error: {config_dir}/token.key: ")
+    assert len(output.splitlines()) == 1
+
+
+NO_CONFIGURATION = (
+    "Error: {}: no configuration here (no config.py); give --config-dir or set "
+    "AUTH_SERVICE_CONFIG_DIR, or create one with `auth-service init`\n"
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["users", "list"],
+        ["users", "list", "--json"],
+        ["users", "show", "alice"],
+        ["users", "add", "carol", "--password-stdin"],
+        ["users", "set", "alice", "--catalog"],
+        ["users", "passwd", "alice", "--password-stdin"],
+        ["users", "remove", "alice"],
+        ["tokens", "revoke", "some-id"],
+        ["tokens", "revoke-user", "alice"],
+        ["explain", "alice", "repository:team/app:pull"],
+        ["config", "check"],
+    ],
+)
+def test_a_directory_without_configuration_is_one_line_and_exit_1(tmp_path, command):
+    """A mistyped directory: never an empty list, nor a users.json made in the wrong place."""
+    wrong = tmp_path / "confg"
+    wrong.mkdir()
+    code, output = run(wrong, *command, input="pw\n")
+    assert (code, output) == (1, NO_CONFIGURATION.format(wrong))
+    assert list(wrong.iterdir()) == []
+
+
+def test_config_dir_option_wins_over_the_environment(tmp_path, config_dir):
+    code, output = run(tmp_path, "--config-dir", config_dir, "users", "list")
+    assert code == 0 and output.startswith("alice  groups: ")
+    code, output = run(config_dir, "--config-dir", tmp_path, "users", "list")
+    assert (code, output) == (1, NO_CONFIGURATION.format(tmp_path))
+
+
+def test_help_shows_the_config_dir_in_use_and_no_flask_options(tmp_path, config_dir):
+    code, output = run(config_dir, "--help")
+    assert code == 0, output
+    flat = " ".join(output.split())  # the help is wrapped to the terminal's width
+    assert "--config-dir DIRECTORY" in flat
+    assert "[env var: AUTH_SERVICE_CONFIG_DIR; default: config]" in flat
+    assert f"In use: {config_dir}\n" in output  # on one line: a path to copy
+    for flask_option in ("--env-file", "--app", "--debug"):
+        assert flask_option not in output
+    for command in ("init", "users", "keys", "config", "explain", "tokens", "dev"):
+        assert f"\n  {command} " in output
+    code, output = run(config_dir, "--config-dir", tmp_path / "elsewhere", "--help")
+    assert f"In use: {tmp_path}/elsewhere (no config.py there)\n" in output
+
+
+def test_version_is_the_package_version():
+    code, output = run("unused", "--version")
+    assert (code, output) == (0, f"auth-service, version {version('registry-token-service')}\n")
+    assert "Flask" not in output and "Python" not in output
 
 
 def test_running_service_sees_revocation_after_reload(make_app, config_dir, monkeypatch):
@@ -83,7 +146,7 @@ def test_running_service_sees_revocation_after_reload(make_app, config_dir, monk
     assert refresh(client, token).status_code == 200
     run(config_dir, "tokens", "revoke", token)
     service = client.application.extensions["auth_service"]
-    monkeypatch.setattr(service.revocations, "_next_check", 0)  # don't wait a second
+    service.revocations.check_at_next_call()  # don't wait a second
     assert refresh(client, token).status_code == 401
 
 
@@ -91,3 +154,19 @@ def test_explain_is_part_of_the_command_line(config_dir):
     code, output = run(config_dir, "explain", "bob", "repository:team/app:pull,push")
     assert code == 0, output
     assert output.strip() == 'repository:team/app: pull  (users.json: bob: "team/app")'
+
+
+def test_config_check_json_has_the_findings_of_the_lines(config_dir):
+    """The test directory's hashes have a weak cost (fast tests): problems to report."""
+    code, text = run(config_dir, "config", "check")
+    assert code == 1
+    code, output = run(config_dir, "config", "check", "--json")
+    assert code == 1
+    report = json.loads(output)  # nothing else on the output: no "Error:" line
+    assert report["ok"] is False
+    assert report["problems"] == sum(finding["problem"] for finding in report["findings"]) > 0
+    shown = [
+        f["message"] if f["problem"] else f"warning: {f['message']}" for f in report["findings"]
+    ]
+    assert shown == text.splitlines()[:-1]
+    assert text.splitlines()[-1] == f"Error: {report['problems']} problems found"

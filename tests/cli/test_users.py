@@ -51,7 +51,7 @@ def test_a_user_added_by_the_command_gets_a_token_from_the_running_service(
     code, output = add(config_dir, "carol", "carol-pw", "--grant", "team/app=pull,push")
     assert code == 0, output
     service = client.application.extensions["auth_service"]
-    service.live._watched._next_check = 0  # don't wait the second between stat checks
+    service.live.check_at_next_call()  # don't wait the second between stat checks
 
     response = client.get(query, headers=helpers.basic("carol", "carol-pw"))
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -101,7 +101,10 @@ def test_list_shows_grants_and_never_a_hash(config_dir):
     assert code == 0, as_json
     for output in (text, as_json):
         assert "$2b$" not in output and not any(h in output for h in hashes)
-    assert "bob  groups: -  catalog: no  repositories: team/app=pull *=pull" in text.splitlines()
+    assert (
+        "bob  groups: -  catalog: no  refresh tokens: yes  repositories: team/app=pull *=pull"
+        in text.splitlines()
+    )
     listed = {user["name"]: user for user in json.loads(as_json)}
     assert listed.keys() == helpers.USERS.keys()
     assert listed["admin"] == {
@@ -109,16 +112,19 @@ def test_list_shows_grants_and_never_a_hash(config_dir):
         "groups": [],
         "repositories": {"*": ["*"]},
         "catalog": True,
+        "refresh_tokens": True,
     }
 
 
 def test_no_option_takes_a_password():
-    for path in (["users", "add"], ["users", "passwd"], ["hash-password"]):
+    for path in (["users", "add"], ["users", "set"], ["users", "passwd"], ["hash-password"]):
         command = cli
         for name in path:
             command = command.commands[name]
         password_params = [p for p in command.params if "pass" in p.name]
-        assert [p.name for p in password_params] == ["password_stdin"]
+        assert [p.name for p in password_params] == (
+            ["password_stdin"] if path[-1] != "set" else []
+        )
         assert all(p.is_flag for p in password_params)
 
 
@@ -385,3 +391,166 @@ def test_the_default_cost_is_bcrypt_cost_else_12(config_dir, env, cost):
     code, output = run(config_dir, "hash-password", "--password-stdin", input="pw\n", env=env)
     assert code == 0, output
     assert output.strip().splitlines()[-1].startswith(f"$2b${cost}$")
+
+
+# --- users show and users set ---------------------------------------------------------------
+
+
+def test_show_gives_one_user_and_never_the_hash(config_dir):
+    pass_hash = users_of(config_dir)["alice"]["pass_hash"]
+    code, text = run(config_dir, "users", "show", "alice")
+    assert code == 0, text
+    code, as_json = run(config_dir, "users", "show", "alice", "--json")
+    assert code == 0, as_json
+    for output in (text, as_json):
+        assert pass_hash not in output and "$2b$" not in output
+    entry = users_of(config_dir)["alice"]
+    assert json.loads(as_json) == {
+        "name": "alice",
+        "groups": entry.get("groups", []),
+        "repositories": entry["repositories"],
+        "catalog": False,
+        "refresh_tokens": True,
+    }
+    lines = text.splitlines()
+    assert lines[:5] == [
+        "user: 'alice'",
+        "groups: -",
+        "catalog: no",
+        "refresh tokens: yes",
+        "repositories:",
+    ]
+    assert lines[5:] == [
+        f"  {key}: {','.join(actions) or '- (denied)'}"
+        for key, actions in entry["repositories"].items()
+    ]
+
+
+def test_show_of_a_missing_user_is_one_escaped_line(config_dir):
+    code, output = run(config_dir, "users", "show", "no\x1b[2Jbody")
+    assert (code, output) == (1, "Error: no user 'no\\x1b[2Jbody'\n")
+
+
+def set_user(config_dir, name, *options):
+    return run(config_dir, "users", "set", name, *options)
+
+
+def test_set_changes_grants_groups_and_flags_and_keeps_the_password(config_dir):
+    helpers.write_json(
+        config_dir / "groups.json",
+        {"ops": {"repositories": {}}, "dev": {"repositories": {"dev/*": ["pull"]}}},
+    )
+    assert add(config_dir, "carol", "carol-pw", "--grant", "team/*=pull,push", "--grant",
+               "old/app=pull", "--group", "ops")[0] == 0  # fmt: skip
+    before = users_of(config_dir)
+    code, output = set_user(
+        config_dir, "carol",
+        "--grant", "team/*=pull", "--grant", "new/*=pull,push", "--grant", "team/secret=",
+        "--revoke", "old/app", "--group", "dev", "--no-group", "ops",
+        "--catalog", "--no-refresh-tokens",
+    )  # fmt: skip
+    assert code == 0, output
+    assert output.splitlines()[0] == "changed user 'carol'"
+    after = users_of(config_dir)
+    assert after["carol"] == {
+        "pass_hash": before["carol"]["pass_hash"],
+        "groups": ["dev"],
+        "repositories": {"team/*": ["pull"], "new/*": ["pull", "push"], "team/secret": []},
+        "catalog": True,
+        "refresh_tokens": False,
+    }
+    assert {k: v for k, v in after.items() if k != "carol"} == {
+        k: v for k, v in before.items() if k != "carol"
+    }
+    assert bcrypt.checkpw(b"carol-pw", after["carol"]["pass_hash"].encode())
+
+
+def test_set_back_to_the_defaults(config_dir):
+    helpers.write_json(config_dir / "groups.json", {"ops": {"repositories": {}}})
+    options = ["--catalog", "--no-refresh-tokens", "--group", "ops"]
+    assert add(config_dir, "carol", "pw", *options)[0] == 0
+    code, output = set_user(
+        config_dir, "carol", "--no-catalog", "--refresh-tokens", "--no-group", "ops"
+    )
+    assert code == 0, output
+    entry = users_of(config_dir)["carol"]
+    del entry["pass_hash"]
+    assert entry == {"repositories": {}, "catalog": False, "refresh_tokens": True}
+    code, output = run(config_dir, "users", "show", "carol", "--json")
+    assert json.loads(output) == {
+        "name": "carol",
+        "groups": [],
+        "repositories": {},
+        "catalog": False,
+        "refresh_tokens": True,
+    }
+
+
+def test_set_a_flag_at_its_default_adds_no_key(config_dir):
+    before = users_of(config_dir)["bob"]
+    assert set_user(config_dir, "bob", "--no-catalog", "--refresh-tokens")[0] == 0
+    assert users_of(config_dir)["bob"] == before
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "code", "complaint"),
+    [
+        ("bob", [], 2, "nothing to change: give --grant, --revoke"),
+        ("nobody", ["--catalog"], 1, "Error: no user 'nobody'"),
+        ("bob", ["--revoke", "team/nope"], 1, "Error: user 'bob' has no grant for 'team/nope'"),
+        ("bob", ["--no-group", "ops"], 1, "Error: user 'bob' is not in group 'ops'"),
+        (
+            "bob",
+            ["--grant", "x=pull", "--revoke", "x"],
+            1,
+            "Error: 'x' is both granted and revoked",
+        ),
+        ("bob", ["--group", "nope"], 1, "user 'bob': groups: unknown group 'nope'"),
+        ("bob", ["--grant", "team/app=pull,pusj"], 1, "--grant: user 'bob': repositories: "),
+        ("bob", ["--grant", "team/app"], 1, "--grant: 'team/app': must be KEY=ACTIONS"),
+    ],
+)
+def test_set_refuses_in_one_line_and_writes_nothing(config_dir, name, options, code, complaint):
+    before = (config_dir / "users.json").read_bytes()
+    exit_code, output = set_user(config_dir, name, *options)
+    assert exit_code == code and complaint in output, output
+    if code == 1:
+        assert len(output.splitlines()) == 1
+    assert (config_dir / "users.json").read_bytes() == before
+
+
+def test_set_is_picked_up_by_the_running_service(make_app, config_dir, signing_cert):
+    client = make_app().test_client()
+    query = f"/v2/token?service={helpers.SERVICE}&scope=repository:fresh/app:push"
+    headers = helpers.basic("bob", helpers.PASSWORDS["bob"])
+    claims = helpers.verify_token(
+        client.get(query, headers=headers).get_json()["token"], signing_cert
+    )
+    assert helpers.access_of(claims) == {("repository", "fresh/app"): set()}
+    assert set_user(config_dir, "bob", "--grant", "fresh/*=pull,push")[0] == 0
+    client.application.extensions["auth_service"].live.check_at_next_call()
+    claims = helpers.verify_token(
+        client.get(query, headers=headers).get_json()["token"], signing_cert
+    )
+    assert helpers.access_of(claims) == {("repository", "fresh/app"): {"push"}}
+
+
+def test_no_refresh_tokens_says_how_to_end_those_issued(config_dir):
+    code, output = set_user(config_dir, "bob", "--no-refresh-tokens")
+    assert code == 0
+    assert "refresh tokens issued until now still work" in output
+    assert "tokens revoke-user" in output
+
+
+def test_add_without_refresh_tokens(config_dir):
+    assert add(config_dir, "carol", "pw", "--no-refresh-tokens")[0] == 0
+    assert users_of(config_dir)["carol"]["refresh_tokens"] is False
+    code, text = run(config_dir, "users", "list")
+    assert "carol  groups: -  catalog: no  refresh tokens: no  repositories: -" in text.splitlines()
+    assert add(config_dir, "dave", "pw", "--refresh-tokens")[0] == 0
+    assert "refresh_tokens" not in users_of(config_dir)["dave"]  # the default is not written
+
+
+def test_set_escapes_names_and_groups_in_its_errors(config_dir):
+    code, output = set_user(config_dir, "bob", "--no-group", "ops\x1b[2J")
+    assert (code, output) == (1, "Error: user 'bob' is not in group 'ops\\x1b[2J'\n")

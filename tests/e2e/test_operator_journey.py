@@ -132,7 +132,7 @@ def test_a_new_user_pushes_at_once_and_a_denied_push_shows_in_log_and_metrics(
     assert DAVE_PASSWORD not in added.stdout + added.stderr
     listed = auth_service(stack, "users", "list", "--json")
     assert {"name": "dave", "groups": [], "repositories": {"dave/*": ["pull", "push"]},
-            "catalog": False} in json.loads(listed.stdout)  # fmt: skip
+            "catalog": False, "refresh_tokens": True} in json.loads(listed.stdout)  # fmt: skip
     wait_for_reload()
 
     # dave pushes to his namespace; his push to someone else's is refused by the registry.

@@ -87,7 +87,7 @@ def test_users_of_a_broken_groups_json_are_checked_against_its_names(good_dir):
 
 @pytest.mark.parametrize(
     ("days", "start_days_ago", "complaint"),
-    [(-1, 10, "CERT_PATH: expired on"), (10, -1, "CERT_PATH: not valid before")],
+    [(-1, 10, "CERT_PATH: expired on"), (10, -1, "CERT_PATH: is not valid before")],
 )
 def test_an_unusable_certificate_is_a_problem(
     good_dir, signing_key, days, start_days_ago, complaint

@@ -86,8 +86,8 @@ def test_bad_users_json(document, message):
 def test_repositories_modes(document, blacklist):
     rule = parse_repositories(helpers.Path("repositories.json"), document)
     assert rule.blacklist is blacklist
-    assert rule.actions_for("a") == (frozenset() if blacklist else {"pull"})
-    assert rule.actions_for("b") == ({"pull"} if blacklist else frozenset())
+    assert rule.decide("a")[0] == (frozenset() if blacklist else {"pull"})
+    assert rule.decide("b")[0] == ({"pull"} if blacklist else frozenset())
 
 
 def test_backlist_warns(caplog):

@@ -1,6 +1,7 @@
 """config.py and AUTH_SERVICE_* overrides; the original service's config keeps working."""
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,35 @@ def test_bad_settings_name_file_and_key(config_dir, config_py, env, message):
 def test_missing_config_py(tmp_path):
     with pytest.raises(ConfigError, match="config.py: file not found"):
         load_settings(tmp_path, environ={})
+
+
+def test_config_py_runs_as_flask_runs_it_with_its_own_path_and_upper_case_names(config_dir):
+    """As Flask's from_pyfile: ``__file__`` is the file, and only upper-case names count."""
+    write(
+        config_dir,
+        "import os\n"
+        "ISSUER = 'from ' + os.path.basename(__file__)\n"
+        "KEY_PATH = os.path.join(os.path.dirname(__file__), 'token.key')\n"
+        "token_lifetime = 30  # lower case: not a setting, so not refused as too short\n",
+    )
+    settings = load_settings(config_dir, environ={})
+    assert settings.issuer == "from config.py"
+    assert settings.key_path == config_dir / "token.key"
+    assert settings.token_lifetime == 900
+
+
+def test_an_unreadable_config_py_is_one_line_naming_it(config_dir, monkeypatch):
+    # Denied by the kernel for anyone but root (the tests run as root in CI): denied here alike.
+    real_read_bytes = Path.read_bytes
+
+    def denied(path: Path) -> bytes:
+        if path.name == "config.py":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ConfigError, match="config.py: cannot be loaded: .*Permission denied"):
+        load_settings(config_dir, environ={})
 
 
 @pytest.mark.parametrize(

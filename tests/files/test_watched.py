@@ -11,6 +11,8 @@ import pytest
 
 from auth_service.files.watched import WatchedFiles
 
+from .. import helpers
+
 
 def _watch(path: Path, interval: float = 3600.0, load=None) -> WatchedFiles[str]:
     return WatchedFiles([path], load or path.read_text, interval=interval)
@@ -30,19 +32,7 @@ def test_a_forked_worker_reads_changed_files_before_its_first_answer(tmp_path: P
     watched = _watch(path)  # loaded before the fork, as uWSGI's master does
     assert watched.current() == "old"
     _rewrite(path, "new")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the respawned worker)
-        try:
-            os.write(write_end, watched.current().encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        assert os.read(read_end, 100) == b"new"
-    finally:
-        os.waitpid(pid, 0)
-        os.close(read_end)
+    assert helpers.in_forked_child(lambda: watched.current().encode()) == b"new"
     assert watched.current() == "old"  # the parent's interval has not passed: no stat yet
 
 

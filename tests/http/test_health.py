@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from auth_service.files import live_config
-from auth_service.http.token_endpoint import EXTENSION
+from auth_service.http import EXTENSION
 from auth_service.records import metrics
 
 from .. import helpers
@@ -88,7 +88,7 @@ def test_a_broken_revocations_file_fails_health(make_app, config_dir):
     revocations = app.extensions[EXTENSION].revocations
     client = app.test_client()
     (config_dir / "revocations.json").write_text("{not json")
-    revocations._next_check = 0  # don't wait a second
+    revocations.check_at_next_call()  # don't wait a second
     status, body = health(client)
     assert status == 503
     assert body["checks"]["last_reload_ok"] is False

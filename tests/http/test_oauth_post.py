@@ -101,6 +101,22 @@ def test_large_body_is_413_json(client):
     assert response.get_json()["errors"]
 
 
+def test_a_body_shorter_than_its_length_is_400_in_the_registrys_terms(client):
+    """The client went away mid-body: a 400 like any unreadable form, not Werkzeug's own."""
+    response = client.post(
+        "/v2/token",
+        data=b"grant_type=password&username=alice",
+        content_type=FORM,
+        environ_overrides={"CONTENT_LENGTH": "1000"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0] == {
+        "code": "INVALID_REQUEST",
+        "message": "the body could not be read",
+        "detail": None,
+    }
+
+
 @pytest.fixture
 def bcrypt_checks(monkeypatch):
     """Every bcrypt check run, however the service calls it (the module's own function)."""

@@ -152,3 +152,19 @@ def test_memory_holds_neither_the_password_nor_a_plain_hash_of_it() -> None:
     assert CredentialCache(300, 10).fingerprint("alice", password) != key
     # The user name's length is part of the message: names and passwords can't trade characters.
     assert cache.fingerprint("ab", "c") != cache.fingerprint("a", "bc")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork in a threaded pytest process
+def test_a_forked_worker_has_its_own_key_and_starts_empty() -> None:
+    """uWSGI forks the workers from the master: none may share the master's key or entries."""
+    cache = CredentialCache(ttl_seconds=60, max_entries=10)
+    alice = _user("alice")
+    fingerprint = cache.fingerprint("alice", "alice-pw")
+    cache.remember(fingerprint, alice)
+
+    def in_the_worker() -> bytes:
+        same_key = cache.fingerprint("alice", "alice-pw") == fingerprint
+        return repr((len(cache), cache.accepts(fingerprint, alice), same_key)).encode()
+
+    assert helpers.in_forked_child(in_the_worker) == b"(0, False, False)"
+    assert cache.accepts(fingerprint, alice)  # the parent's entry stays its own

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from auth_service.records.audit import AuditLog, AuditUnavailable, _write_all, escape_invisible
+from auth_service.records.audit import AuditLog, AuditUnavailable, _write_all
+from auth_service.records.json_text import escape_invisible
 
 from .. import helpers
 

@@ -146,7 +146,7 @@ def test_counts_of_forked_processes_are_summed():
         assert child.exitcode == 0
     metrics.count_bcrypt_check()
     assert value("auth_bcrypt_checks_total") == before + 8
-    assert metrics.DIRECTORY.is_dir()  # a child's exit does not remove the parent's directory
+    assert metrics.set_up().is_dir()  # a child's exit does not remove the parent's directory
 
 
 def test_a_process_writes_its_counts_within_a_second_without_being_asked():
@@ -174,7 +174,7 @@ def test_metrics_endpoint(client):
 
 
 def test_a_token_request_is_not_slowed_by_metrics():
-    """About six calls per token request, at ~4,000 requests/s on 2 cores: each must be cheap."""
+    """Several calls per token request, on its hot path: each must cost microseconds."""
     import timeit
 
     calls = {
@@ -185,31 +185,34 @@ def test_a_token_request_is_not_slowed_by_metrics():
     }
     for name, call in calls.items():
         seconds = min(timeit.repeat(call, number=2000, repeat=3)) / 2000
-        # ~1-6 µs on a quiet machine; the bound leaves room for a busy shared one.
+        # The bound leaves room for a busy shared machine.
         assert seconds < 100e-6, f"{name}: {seconds * 1e6:.1f} µs per call"
 
 
-# --- the multiprocess directory, in fresh interpreters (it is settled on import) ------------
+# --- the multiprocess directory, in fresh interpreters (set_up settles it once a process) -----
 
 FAKE_UWSGI = """
 opt = {{"socket": {socket!r}}}
 def worker_id():
     return {worker_id}
 """
+SET_UP = "from auth_service.records import metrics; print(metrics.set_up())"
 
 
-def import_metrics(tmp_path: Path, env: dict[str, str], uwsgi: str | None = None) -> str:
-    """Import auth_service.records.metrics in a new interpreter (with a stand-in ``uwsgi`` module);
-    return the directory it chose."""
+def run_fresh(
+    tmp_path: Path, code: str, env: dict[str, str | None], uwsgi: str | None = None
+) -> str:
+    """Run ``code`` in a new interpreter (with a stand-in ``uwsgi`` module) and this process's
+    environment changed by ``env`` (None: unset); return its output."""
     path = [str(REPO)]
     if uwsgi is not None:
         fake = tmp_path / "fake-uwsgi"
         fake.mkdir(exist_ok=True)
         (fake / "uwsgi.py").write_text(uwsgi)
         path.insert(0, str(fake))
-    environment = dict(os.environ)  # as this process's children get it
-    environment.update(env, PYTHONPATH=os.pathsep.join(path))
-    code = "from auth_service.records import metrics; print(metrics.DIRECTORY)"
+    # As this process's children get it, which includes the metrics variables it set.
+    environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(path)}
+    environment = {name: value for name, value in environment.items() if value is not None}
     result = subprocess.run(
         [sys.executable, "-c", code],
         env=environment,
@@ -221,6 +224,29 @@ def import_metrics(tmp_path: Path, env: dict[str, str], uwsgi: str | None = None
     return result.stdout.strip()
 
 
+def set_up_metrics(tmp_path: Path, env: dict[str, str | None], uwsgi: str | None = None) -> str:
+    """Set the metrics up in a new interpreter; return the directory it chose."""
+    return run_fresh(tmp_path, SET_UP, env, uwsgi)
+
+
+def test_importing_the_module_changes_nothing(tmp_path):
+    """No directory made, no variable set, prometheus_client not chosen: only set_up does that."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"TMPDIR": str(temporary), metrics.MULTIPROC_ENV: None, metrics.CHOSEN_HERE_ENV: None}
+    code = (
+        "import os, sys\n"
+        "from auth_service.records import metrics\n"
+        "print([os.environ.get(name) for name in (metrics.MULTIPROC_ENV, metrics.CHOSEN_HERE_ENV)],"
+        " 'prometheus_client' in sys.modules)"
+    )
+    assert run_fresh(tmp_path, code, env) == "[None, None] False"
+    assert list(temporary.iterdir()) == []
+    # The same interpreter's set_up does it all.
+    directory = Path(set_up_metrics(tmp_path, env))
+    assert directory.parent == temporary
+
+
 def test_uwsgi_master_uses_and_empties_a_directory_beside_its_socket(tmp_path):
     socket = tmp_path / "auth.sock"
     directory = tmp_path / "auth.sock.metrics"
@@ -228,18 +254,30 @@ def test_uwsgi_master_uses_and_empties_a_directory_beside_its_socket(tmp_path):
     (directory / "counter_12345.db").write_bytes(b"stale")
     (directory / "keep.txt").write_text("not ours")
     uwsgi = FAKE_UWSGI.format(socket=str(socket).encode(), worker_id=0)
-    assert import_metrics(tmp_path, {}, uwsgi) == str(directory)
+    assert set_up_metrics(tmp_path, {}, uwsgi) == str(directory)
     assert not (directory / "counter_12345.db").exists()
     assert (directory / "keep.txt").exists()
 
 
+def test_the_app_factory_sets_the_metrics_up_in_uwsgis_master(tmp_path, config_dir):
+    """uWSGI's master builds the app (auth_service.wsgi) before forking: that empties it."""
+    directory = tmp_path / "auth.sock.metrics"
+    directory.mkdir()
+    (directory / "counter_12345.db").write_bytes(b"stale")
+    uwsgi = FAKE_UWSGI.format(socket=str(tmp_path / "auth.sock"), worker_id=0)
+    code = "import auth_service.wsgi, os; print(os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    env = {"AUTH_SERVICE_CONFIG_DIR": str(config_dir)}
+    assert run_fresh(tmp_path, code, env, uwsgi) == str(directory)
+    assert not (directory / "counter_12345.db").exists()
+
+
 def test_a_uwsgi_worker_never_empties_it(tmp_path):
-    """With lazy-apps a worker would import the app: it must not wipe its siblings' counts."""
+    """With lazy-apps a worker would build the app: it must not wipe its siblings' counts."""
     directory = tmp_path / "auth.sock.metrics"
     directory.mkdir()
     (directory / "counter_12345.db").write_bytes(b"a sibling's")
     uwsgi = FAKE_UWSGI.format(socket=str(tmp_path / "auth.sock"), worker_id=1)
-    assert import_metrics(tmp_path, {}, uwsgi) == str(directory)
+    assert set_up_metrics(tmp_path, {}, uwsgi) == str(directory)
     assert (directory / "counter_12345.db").exists()
 
 
@@ -247,23 +285,23 @@ def test_prometheus_multiproc_dir_wins(tmp_path):
     chosen = tmp_path / "chosen"
     uwsgi = FAKE_UWSGI.format(socket=str(tmp_path / "auth.sock"), worker_id=0)
     env = {metrics.MULTIPROC_ENV: str(chosen)}
-    assert import_metrics(tmp_path, env, uwsgi) == str(chosen)
+    assert set_up_metrics(tmp_path, env, uwsgi) == str(chosen)
     assert chosen.is_dir()
     # Outside uWSGI (a command run beside the service) it is used, never emptied.
     (chosen / "counter_1.db").write_bytes(b"the service's")
-    assert import_metrics(tmp_path, env) == str(chosen)
+    assert set_up_metrics(tmp_path, env) == str(chosen)
     assert (chosen / "counter_1.db").exists()
 
 
 def test_outside_uwsgi_a_private_directory_removed_at_exit(tmp_path):
-    directory = Path(import_metrics(tmp_path, {}))
+    directory = Path(set_up_metrics(tmp_path, {}))
     assert directory.name.startswith("auth-service-metrics-")
-    assert directory != metrics.DIRECTORY  # not the one it inherited from this process
+    assert directory != metrics.set_up()  # not the one it inherited from this process
     assert not directory.exists()
 
 
 def test_uwsgi_loads_the_app_in_the_master():
-    """The master empties the directory on import: workers must be forked from it."""
+    """The master empties the directory as it builds the app: workers must be forked from it."""
     ini = (REPO / "uwsgi.ini").read_text()
     options = [line.split("=")[0].strip() for line in ini.splitlines() if "=" in line]
     assert "lazy-apps" not in options and "lazy" not in options
