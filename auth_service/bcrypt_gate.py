@@ -7,13 +7,13 @@ kernel frees when a worker dies). A login that finds every turn taken waits for 
 (:class:`Overloaded`, 503 with ``Retry-After``). Clients do not retry a 503 from the token
 endpoint, so refusing a login the cores could check a moment later fails a pull or a push.
 
-Waiting logins take turns round-robin by client address, then by user name within an address:
-an address with 60 logins waiting delays another address's one login by a few checks, not 60,
-and while other addresses wait, an address is not given more than its share of the turns.
-Each worker keeps its own queue; one dispatcher thread per worker hands the turns it wins to
-its queue's next login. The dispatchers of the workers look for a free turn the same way (a
-poll every millisecond while they have logins waiting), so a turn that ends goes to either
-worker alike, not back to the one that gave it up.
+Waiting logins take turns by client address, then by user name within an address: the next
+turn goes to the address that had the fewest since it began to wait, so an address with 60
+logins waiting delays another address's one login by a few checks, not 60, and while other
+addresses wait, an address is not given more than its share of the turns. Each worker keeps its
+own queue, and one dispatcher thread per worker starts its queue's next login when a turn is
+free (it looks every millisecond while it has logins waiting) and no other worker has a login
+whose address had fewer turns (:class:`.turn_ledger.TurnLedger`, memory the workers share).
 
 A waiting login holds a uWSGI thread that does nothing until its turn (it uses no CPU). At most
 ``queue`` logins wait in one worker; uwsgi.ini gives each worker more threads than that, so
@@ -40,6 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from .shared_places import SharedPlaces
+from .turn_ledger import NO_LOGIN, TurnLedger
 
 T = TypeVar("T")
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 # How often a worker with logins waiting looks for a free turn: a turn stays idle half of this on
 # average, against tens of milliseconds of bcrypt, and only one thread per worker looks.
 TURN_POLL_SECONDS = 0.001
+# How often a worker with logins waiting tells the others the score of its next one, while it
+# holds no turn.
+PUBLISH_SECONDS = 0.005
 # Enough that cheap requests go first under a flood, not so much that bcrypt falls behind what
 # the cores allow (benchmarks/README.md).
 BCRYPT_NICENESS = 5
@@ -138,14 +142,19 @@ class FairQueue:
             if not users:
                 del self._by_address[ticket.address]
 
-    def pop_next(self, over_share: Callable[[str], bool]) -> _Ticket | None:
-        """The next ticket in turn; an address ``over_share`` is passed over while another waits,
-        but a turn is never left idle for it."""
+    def next_address(
+        self, over_share: Callable[[str], bool], turns_had: Callable[[str], int]
+    ) -> str | None:
+        """Whose login is next: of the addresses not ``over_share``, the one that had the fewest
+        turns (the first in line among equals); an address over its share is passed over while
+        another waits, but a turn is never left idle for it."""
         if not self._by_address:
             return None
-        chosen = next((a for a in self._by_address if not over_share(a)), None)
-        if chosen is None:
-            chosen = next(iter(self._by_address))
+        eligible = [a for a in self._by_address if not over_share(a)] or list(self._by_address)
+        return min(eligible, key=turns_had)
+
+    def pop(self, chosen: str) -> _Ticket:
+        """The next ticket of address ``chosen``: its users take turns."""
         users = self._by_address[chosen]
         user, tickets = next(iter(users.items()))
         ticket = tickets.popleft()
@@ -172,6 +181,7 @@ class BcryptGate:
         self.queue_limit = queue
         self.wait_seconds = wait_seconds
         self._turns = SharedPlaces(concurrency)
+        self._ledger = TurnLedger()
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
         self._pid = -1
@@ -236,20 +246,25 @@ class BcryptGate:
     def _admit(self, check: Callable[[], T], address: str, user: str) -> T:
         changed = self._process_state()
         ticket = _Ticket(check, address, user)
-        with changed:
-            turn = self._turns.try_take() if not self._queue else None
-            if turn is not None:  # nobody here waits and a turn is free: no need to queue
-                self._start(ticket, turn)
+        with changed, self._ledger.locked() as ledger:
+            # Nobody waits, here or in another worker, and a turn is free: no need to queue.
+            nobody_waits = not self._queue and ledger.lowest_elsewhere() == NO_LOGIN
+            turn = self._turns.try_take() if nobody_waits else None
+            if turn is not None:
+                ledger.arrived(address)
+                self._start(ticket, turn, ledger)
             elif len(self._queue) >= self.queue_limit:
                 raise Overloaded("too many logins are waiting to be checked")
             else:
+                ledger.arrived(address)
                 self._queue.push(ticket)
                 changed.notify()  # the dispatcher, if it sleeps on an empty queue
         # Each login sleeps on its own event: a turn wakes one thread, not every waiting one.
         if not ticket.started.wait(self.wait_seconds):
-            with changed:
+            with changed, self._ledger.locked() as ledger:
                 if not ticket.started.is_set():
                     self._queue.remove(ticket)
+                    ledger.left(address)
                     raise Overloaded("no bcrypt turn came free in time")
         try:
             return ticket.answer.result(MAX_CHECK_SECONDS)
@@ -261,25 +276,40 @@ class BcryptGate:
         return self._running[address] >= max(1, math.ceil(self.concurrency / max(1, active)))
 
     def _dispatch(self) -> None:
-        """Hand every turn this process wins to the next waiting login (the dispatcher thread)."""
+        """Start this worker's next login whenever a turn is free and no other worker has one
+        that had fewer turns (the dispatcher thread)."""
         changed = self._changed
+        published_at = 0.0
         while True:
             with changed:
-                changed.wait_for(lambda: len(self._queue) > 0)
+                if not self._queue:
+                    with self._ledger.locked() as ledger:
+                        ledger.publish(None)
+                    changed.wait_for(lambda: len(self._queue) > 0)
+                    published_at = 0.0
+            # Cheap while every turn is taken: one try, and the score told now and then (a
+            # score told a moment ago is only a hint: whoever holds a free turn checks again).
             turn = self._turns.try_take()
-            if turn is None:
+            if turn is None and time.monotonic() - published_at < PUBLISH_SECONDS:
                 time.sleep(TURN_POLL_SECONDS)
                 continue
-            with changed:
-                ticket = self._queue.pop_next(self._over_share)
-                if ticket is None:  # the logins gave up waiting meanwhile
+            with changed, self._ledger.locked() as ledger:
+                address = self._queue.next_address(self._over_share, ledger.turns_had)
+                if address is not None:
+                    score = ledger.turns_had(address)
+                    ledger.publish(score)
+                    published_at = time.monotonic()
+                    if turn is not None and score <= ledger.lowest_elsewhere():
+                        self._start(self._queue.pop(address), turn, ledger)
+                        continue
+                if turn is not None:  # another worker's login is next, or ours gave up
                     self._turns.give_back(turn)
-                    continue
-                self._start(ticket, turn)
+            time.sleep(TURN_POLL_SECONDS)
 
-    def _start(self, ticket: _Ticket, turn: int) -> None:
-        """Run ``ticket``'s check on ``turn`` (called under the queue's lock)."""
+    def _start(self, ticket: _Ticket, turn: int, ledger: TurnLedger) -> None:
+        """Run ``ticket``'s check on ``turn`` (called under the queue's lock and the ledger's)."""
         self._running[ticket.address] += 1
+        ledger.started(ticket.address)
         ticket.started.set()
         self._pool.submit(self._run_on_turn, ticket, turn)
 
@@ -290,7 +320,8 @@ class BcryptGate:
             ticket.answer.set_exception(exc)
         finally:  # the turn ends with the check, even one its request gave up on
             self._turns.give_back(turn)
-            with self._changed:
+            with self._changed, self._ledger.locked() as ledger:
+                ledger.left(ticket.address)
                 self._running[ticket.address] -= 1
                 if not self._running[ticket.address]:
                     del self._running[ticket.address]
