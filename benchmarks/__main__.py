@@ -3,9 +3,10 @@
 Starts the real stack (Debian's docker-registry, uWSGI with uwsgi.ini, nginx with the project's
 template) for each configuration, drives it with wrk on loopback, and prints requests per second
 and p50/p99 latency per scenario and connection count, as ratios to a ceiling measured in the
-same run, then the targets of issue 7. Like ``auth_service.stack``, it starts with the standard
-library only: it installs wrk and the stack's Debian packages and ``.venv``, then re-runs itself
-there.
+same run; then the login-crowd rows (bursts of first logins, fair turns under a flood, a
+sprayer), driven from several loopback addresses by benchmarks/loadgen.py; then the targets.
+Like ``auth_service.stack``, it starts with the standard library only: it installs wrk and the
+stack's Debian packages and ``.venv``, then re-runs itself there.
 """
 
 from __future__ import annotations
@@ -47,16 +48,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python3 -m benchmarks", description=__doc__.split("\n\n")[1]
     )
-    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run (5)")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="wrk runs per row, the median reported (3)"
+        "--duration", type=float, default=5, help="seconds per wrk run, and of fair's probes (5)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds: runs per row, the median reported (3)"
     )
     parser.add_argument("--connections", type=_counts, default=[16, 64], help="16,64 by default")
     parser.add_argument(
         "--only",
         type=_names,
-        help="scenarios to run, comma-separated (ratios need ceiling; targets what they need): "
-        "ceiling, anonymous, cached, scopes-10, flood, users-100k, patterns-1000, cold",
+        help="rows to run, comma-separated (ratios need ceiling; targets what they need): "
+        "ceiling, anonymous, cached, scopes-10, flood, users-100k, patterns-1000, cold, "
+        "burst-8, burst-32, burst-128, fair, spray; or groups: keep (ceiling, anonymous, "
+        "cached), burst (the three bursts), crowd (burst, fair, spray, keep)",
     )
     parser.add_argument(
         "--processes", type=int, help="override uwsgi.ini's worker processes, to compare"

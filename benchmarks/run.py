@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +16,14 @@ import bcrypt
 from auth_service.files.settings import load_settings
 from auth_service.stack.main import REPO, Stack, free_port
 
-from . import report, wrk
+from . import crowd, report, wrk
+from .common import BenchmarkError, get, log, wait_until_idle
+from .crowd import CROWD_ROWS, CrowdRow, FreshUsers
 from .scenarios import (
     BCRYPT_COST,
     FLOOD_CONNECTIONS,
     PASSWORD,
-    PUBLIC_SCOPE,
     SCENARIOS,
-    SERVICE,
     Configuration,
     Scenario,
     authorization,
@@ -35,7 +32,6 @@ from .scenarios import (
 
 WARM_UP_SECONDS = 2
 BCRYPT_CHECKS = 20
-IDLE_MS = 50  # an anonymous token this fast: no backlog left from the run before
 
 
 @dataclass(frozen=True)
@@ -44,14 +40,6 @@ class Workers:
 
     processes: int | None = None
     threads: int | None = None
-
-
-class BenchmarkError(RuntimeError):
-    """The stack answered something a benchmark must not measure."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def bcrypt_alone(config_dir: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -83,17 +71,6 @@ def bcrypt_alone(config_dir: Path, env: dict[str, str]) -> tuple[float, str]:
     return rate, how
 
 
-def get(url: str, headers: Sequence[str]) -> tuple[int, bytes]:
-    """One request with urllib: (status, body), errors included."""
-    fields = dict(line.split(": ", 1) for line in headers)
-    request = urllib.request.Request(url, headers=fields)  # noqa: S310 (the stack's http URL)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 def check_token(url: str, headers: Sequence[str]) -> None:
     """A benchmark of error answers is worthless: the request must get 200 and a token."""
     status, body = get(url, headers)
@@ -106,22 +83,6 @@ def check_refused(url: str) -> None:
     status, body = get(url, [authorization("flood-check", "wrong-password")])
     if status not in (401, 429, 503):
         raise BenchmarkError(f"{url}: a wrong password got {status}: {body[:300]!r}")
-
-
-def wait_until_idle(stack: Stack, timeout: float = 60) -> None:
-    """Wait until the requests of a finished wrk run are served: wrk closes its connections,
-    but what nginx already passed to uWSGI's listen queue is still served (bcrypt included),
-    and would be measured in the next run."""
-    url = f"{stack.realm}?service={SERVICE}&scope={PUBLIC_SCOPE}"  # anonymous: no bcrypt
-    deadline = time.monotonic() + timeout
-    fast = 0
-    while fast < 2:
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"the stack is still busy {timeout:.0f}s after a run")
-        started = time.perf_counter()
-        get(url, [])
-        fast = fast + 1 if (time.perf_counter() - started) * 1000 < IDLE_MS else 0
-        time.sleep(0.1)
 
 
 def start_stack(
@@ -202,10 +163,58 @@ def _statuses(result: wrk.Result) -> str:
 
 @dataclass
 class Measured:
-    """Every run of every row, and bcrypt alone before each round's cold runs."""
+    """Every run of every row, and bcrypt alone once a round, before its first cold, burst or
+    fair row."""
 
     runs: dict[tuple[str, int], list[report.Row]] = field(default_factory=dict)
     bcrypt: list[tuple[float, str]] = field(default_factory=list)  # (checks/s, how)
+    crowd: dict[str, list[report.CrowdRun]] = field(default_factory=dict)
+
+
+# Groups of rows --only takes by one name.
+ALIASES = {
+    "keep": ("ceiling", "anonymous", "cached"),
+    "burst": tuple(row.name for row in CROWD_ROWS if row.name.startswith("burst-")),
+    "crowd": ("burst", "fair", "spray", "keep"),
+}
+
+
+def expand_only(names: Sequence[str] | None) -> set[str] | None:
+    """The row names ``--only`` selects, its aliases expanded; None selects every row."""
+    if not names:
+        return None
+    known = {s.name for s in SCENARIOS} | {row.name for row in CROWD_ROWS}
+    selected: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in ALIASES:
+            pending += ALIASES[name]
+        elif name in known:
+            selected.add(name)
+        else:
+            raise BenchmarkError(f"unknown scenario {name}")
+    return selected
+
+
+def _needs_bcrypt_alone(name: str) -> bool:
+    return name in ("cold", "fair") or name.startswith("burst-")
+
+
+class _BcryptOncePerRound:
+    """bcrypt alone, measured before the first row of a round that needs it."""
+
+    def __init__(self, measured: Measured) -> None:
+        self._measured = measured
+        self._round = 0
+
+    def before(self, name: str, stack: Stack, round_number: int) -> None:
+        if not _needs_bcrypt_alone(name) or self._round == round_number:
+            return
+        self._round = round_number
+        env = {**os.environ, **stack.extra_env}
+        self._measured.bcrypt.append(bcrypt_alone(stack.config_dir, env))
+        log(f"  {self._measured.bcrypt[-1][1]}")
 
 
 def measure_rounds(
@@ -214,22 +223,30 @@ def measure_rounds(
     connections: Sequence[int],
     seconds: float,
     repeats: int,
+    crowd_rows: Sequence[CrowdRow] = (),
 ) -> Measured:
-    """Each round measures every scenario once at each connection count. A busy stretch on the
-    shared machine then slows one run of every row alike, rather than all the runs of whichever
-    rows were measured during it, which would skew their ratios."""
+    """Each round measures every scenario once at each connection count, then every login-crowd
+    row once. A busy stretch on the shared machine then slows one run of every row alike,
+    rather than all the runs of whichever rows were measured during it, which would skew their
+    ratios."""
     measured = Measured()
+    bcrypt_once = _BcryptOncePerRound(measured)
     for scenario in selected:
         log(f"warming up {scenario.name}")
         warm_up(stacks[scenario.configuration.name], scenario, connections)
+    fresh: dict[str, FreshUsers] = {}
+    refresh_tokens: dict[str, str] = {}
+    for row in crowd_rows:
+        name = row.configuration.name
+        if name not in fresh:
+            log(f"warming up {name}")
+            refresh_tokens[name] = crowd.warm_up(stacks[name])
+            fresh[name] = FreshUsers(row.configuration)
     for round_number in range(1, repeats + 1):
         log(f"round {round_number} of {repeats}")
         for scenario in selected:
             stack = stacks[scenario.configuration.name]
-            if scenario.name == "cold":
-                env = {**os.environ, **scenario.configuration.env}
-                measured.bcrypt.append(bcrypt_alone(stack.config_dir, env))
-                log(f"  {measured.bcrypt[-1][1]}")
+            bcrypt_once.before(scenario.name, stack, round_number)
             for count in scenario.connections or connections:
                 row = measure_once(stack, scenario, count, seconds)
                 log(
@@ -238,6 +255,27 @@ def measure_rounds(
                     f"p99 {row.result.p99_ms:.1f} ms {row.warning}"
                 )
                 measured.runs.setdefault((scenario.name, count), []).append(row)
+        for crowd_row in crowd_rows:
+            name = crowd_row.configuration.name
+            bcrypt_once.before(crowd_row.name, stacks[name], round_number)
+            wait_until_idle(stacks[name])
+            if crowd_row.name.startswith("burst-"):
+                size = report.burst_size(crowd_row.name)
+                run = crowd.measure_burst(stacks[name], fresh[name], size)
+            elif crowd_row.name == "fair":
+                run = crowd.measure_fair(stacks[name], fresh[name], refresh_tokens[name], seconds)
+            else:
+                run = crowd.measure_spray(stacks[name], round_number)
+            log(
+                "  "
+                + "; ".join(
+                    f"{run.name} {kind}: {sample.status_text()}, "
+                    f"p99 {sample.latency_ms(99):.1f} ms, last {sample.last_seconds:.2f} s"
+                    for kind, sample in run.samples.items()
+                )
+                + "".join(f"; {key} {value:g}" for key, value in run.figures.items())
+            )
+            measured.crowd.setdefault(run.name, []).append(run)
     return measured
 
 
@@ -251,19 +289,21 @@ def run(
 ) -> int:
     """Measure the selected scenarios, print the table and the targets; 0 unless one failed.
     Every configuration's stack is up for the whole run; each row is the median of its rounds."""
-    unknown = set(only or ()) - {scenario.name for scenario in SCENARIOS}
-    if unknown:
-        raise BenchmarkError(f"unknown scenario {', '.join(sorted(unknown))}")
-    selected = [s for s in SCENARIOS if not only or s.name in only]
+    names = expand_only(only)
+    selected = [s for s in SCENARIOS if names is None or s.name in names]
+    crowd_rows = [row for row in CROWD_ROWS if names is None or row.name in names]
+    configurations = {
+        each.configuration.name: each.configuration for each in (*selected, *crowd_rows)
+    }
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
     stacks: dict[str, Stack] = {}
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
         try:
-            for configuration in {s.configuration.name: s.configuration for s in selected}.values():
+            for configuration in configurations.values():
                 log(f"stack for {configuration.name}")
                 base = Path(tmp) / configuration.name
                 stacks[configuration.name] = start_stack(base, configuration, pass_hash, workers)
-            measured = measure_rounds(stacks, selected, connections, seconds, repeats)
+            measured = measure_rounds(stacks, selected, connections, seconds, repeats, crowd_rows)
         finally:
             for stack in stacks.values():
                 stack.stop()
@@ -271,10 +311,11 @@ def run(
 
 
 def print_results(measured: Measured, markdown: bool) -> int:
-    """The table of median runs, bcrypt alone, and the targets; 0 unless a target failed."""
+    """The tables of median runs, bcrypt alone, and the targets; 0 unless a target failed."""
     rows = [median_run(runs) for runs in measured.runs.values()]
-    print(report.table(rows, markdown))
-    print()
+    if rows:
+        print(report.table(rows, markdown))
+        print()
     bcrypt_rate = None
     if measured.bcrypt:
         bcrypt_rate, bcrypt_how = sorted(measured.bcrypt)[len(measured.bcrypt) // 2]
@@ -284,7 +325,12 @@ def print_results(measured: Measured, markdown: bool) -> int:
                 share = row.result.ok_per_second / bcrypt_rate
                 print(f"  cold at {row.connections} connections: {share:.2f} of that")
         print()
+    if measured.crowd:
+        medians = [report.median_crowd_run(runs) for runs in measured.crowd.values()]
+        print(report.crowd_table(medians, bcrypt_rate, markdown))
+        print()
     found = report.targets({(row.scenario, row.connections): row for row in rows}, bcrypt_rate)
+    found += report.crowd_targets(measured.crowd, bcrypt_rate)
     for target in found:
         print(("- " if markdown else "") + target.line())
     return 0 if all(target.passed for target in found) else 2

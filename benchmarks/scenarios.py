@@ -75,6 +75,16 @@ BASE = Configuration("base")
 USERS_100K = Configuration("users-100k", users=100_000)
 PATTERNS_1000 = Configuration("patterns-1000", group_patterns=1000)
 COLD = Configuration("cold", users=1000, env={"AUTH_SERVICE_CREDENTIAL_CACHE_SECONDS": "0"})
+# The login-crowd rows (benchmarks/crowd.py). Enough users that every round's first logins are
+# of users never logged in before, whatever --repeat is (crowd.FreshUsers says when not).
+CROWD = Configuration("crowd", users=6000)
+# A flood of wrong passwords the address bucket does not stop (it would turn them into cheap
+# 429s after its burst): what the bcrypt turns and the threads left free must withstand, as
+# from more addresses than the bucket's burst can tell apart. Its wrong passwords would also
+# throttle the address of the other rows' logins.
+FLOODED = Configuration(
+    "flooded", users=3000, env={"AUTH_SERVICE_LOGIN_THROTTLE_ADDRESS_BURST": "0"}
+)
 
 # In the order they run; scenarios of one configuration share its stack.
 SCENARIOS = (
@@ -84,7 +94,7 @@ SCENARIOS = (
     Scenario("scopes-10", BASE, "as cached, 10 scopes per request", TEN_SCOPES, True),
     Scenario(
         "flood",
-        BASE,
+        FLOODED,
         f"as cached, while {FLOOD_CONNECTIONS} more connections send wrong passwords",
         (USER_SCOPE,),
         True,

@@ -7,14 +7,14 @@ kernel frees when a worker dies). A login that finds every turn taken waits for 
 (:class:`Overloaded`, 503 with ``Retry-After``). Clients do not retry a 503 from the token
 endpoint, so refusing a login the cores could check a moment later fails a pull or a push.
 
-Waiting logins take turns round-robin by client address, then by user name within an address:
-an address with 60 logins waiting delays another address's one login by a few checks, not 60,
-and while other addresses wait, an address is not given more than its share of the turns.
-Each worker keeps its own queue; one dispatcher thread per worker hands the turns it wins to
-its queue's next login (both made on first use in the worker: threads do not survive uWSGI's
-fork). The dispatchers of the workers look for a free turn the same way (a poll every
-:data:`TURN_POLL_SECONDS` while they have logins waiting), so a turn that ends goes to either
-worker alike, not back to the one that gave it up.
+Waiting logins take turns by client address, then by user name within an address: the next
+turn goes to the address that had the fewest since it began to wait, so an address with 60
+logins waiting delays another address's one login by a few checks, not 60, and while other
+addresses wait, an address is not given more than its share of the turns. Each worker keeps its
+own queue, and one dispatcher thread per worker (both made on first use in the worker: threads
+do not survive uWSGI's fork) starts its queue's next login when a turn is free (it looks every
+:data:`TURN_POLL_SECONDS` while it has logins waiting) and no other worker has a login whose
+address had fewer turns (:class:`.turn_ledger.TurnLedger`, memory the workers share).
 
 A waiting login holds a uWSGI thread that does nothing until its turn (it uses no CPU). At most
 ``queue`` logins wait in one worker; uwsgi.ini gives each worker more threads than that, so
@@ -44,6 +44,7 @@ from typing import Generic, TypeVar
 from auth_service.errors import Overloaded  # raised here; its answer is errors.OVERLOADED
 from auth_service.forked import PerProcess
 from auth_service.passwords.shared_places import SharedPlaces
+from auth_service.passwords.turn_ledger import NO_LOGIN, TurnLedger
 
 T = TypeVar("T")
 
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 # How often a worker with logins waiting looks for a free turn: a turn stays idle half of this on
 # average, against tens of milliseconds of bcrypt, and only one thread per worker looks.
 TURN_POLL_SECONDS = 0.001
+# How often a worker with logins waiting tells the others the score of its next one, while it
+# holds no turn.
+PUBLISH_SECONDS = 0.005
 # Enough that cheap requests go first under a flood, not so much that bcrypt falls behind what
 # the cores allow (benchmarks/README.md).
 BCRYPT_NICENESS = 5
@@ -141,16 +145,19 @@ class FairQueue:
     def waiting(self, address: str) -> bool:
         return address in self._by_address
 
-    def pop_next(
-        self, over_share: Callable[[str], bool], served: Callable[[str], int]
-    ) -> _Ticket | None:
-        """The next ticket in turn: of the addresses not ``over_share``, the one ``served`` least
-        since it began to wait (the first in line among equals); an address over its share is
-        passed over while another waits, but a turn is never left idle for it."""
+    def next_address(
+        self, over_share: Callable[[str], bool], turns_had: Callable[[str], int]
+    ) -> str | None:
+        """Whose login is next: of the addresses not ``over_share``, the one that had the fewest
+        turns (the first in line among equals); an address over its share is passed over while
+        another waits, but a turn is never left idle for it."""
         if not self._by_address:
             return None
         eligible = [a for a in self._by_address if not over_share(a)] or list(self._by_address)
-        chosen = min(eligible, key=served)
+        return min(eligible, key=turns_had)
+
+    def pop(self, chosen: str) -> _Ticket:
+        """The next ticket of address ``chosen``: its users take turns."""
         users = self._by_address[chosen]
         user, tickets = next(iter(users.items()))
         ticket = tickets.popleft()
@@ -176,7 +183,9 @@ class BcryptGate:
         self.concurrency = concurrency
         self.queue_limit = queue
         self.wait_seconds = wait_seconds
-        self._turns = SharedPlaces(concurrency)  # made here: shared with the forked workers
+        # Made here, so that they are shared with the forked workers.
+        self._turns = SharedPlaces(concurrency)
+        self._ledger = TurnLedger()
         # Threads do not survive a fork: each worker makes its queue and threads on first use.
         self._here: PerProcess[_TurnsHere] = PerProcess(lambda: _TurnsHere(self))
 
@@ -226,13 +235,11 @@ class _TurnsHere:
         self.queue_limit = gate.queue_limit
         self.wait_seconds = gate.wait_seconds
         self.turns = gate._turns
+        self.ledger = gate._ledger
         self.flights: dict[bytes, _Flight] = {}
         self.flights_lock = threading.Lock()
         self.queue = FairQueue()
         self.running: Counter[str] = Counter()
-        # Turns each address got in this process since it last had none waiting or running: an
-        # address that arrives while another floods goes first.
-        self.served: Counter[str] = Counter()
         self.changed = threading.Condition()
         # As many threads as turns: every running check may be in this process.
         self.pool = ThreadPoolExecutor(self.concurrency, "bcrypt", initializer=_lower_priority)
@@ -242,22 +249,25 @@ class _TurnsHere:
         """``check()``'s answer, run on a turn once it is this login's (:meth:`BcryptGate.run`)."""
         changed = self.changed
         ticket = _Ticket(check, address, user)
-        with changed:
-            turn = self.turns.try_take() if not self.queue else None
-            if turn is not None:  # nobody here waits and a turn is free: no need to queue
-                self._start(ticket, turn)
+        with changed, self.ledger.locked() as ledger:
+            # Nobody waits, here or in another worker, and a turn is free: no need to queue.
+            nobody_waits = not self.queue and ledger.lowest_elsewhere() == NO_LOGIN
+            turn = self.turns.try_take() if nobody_waits else None
+            if turn is not None:
+                ledger.arrived(address)
+                self._start(ticket, turn, ledger)
             elif len(self.queue) >= self.queue_limit:
                 raise Overloaded("too many logins are waiting to be checked")
             else:
+                ledger.arrived(address)
                 self.queue.push(ticket)
                 changed.notify()  # the dispatcher, if it sleeps on an empty queue
         # Each login sleeps on its own event: a turn wakes one thread, not every waiting one.
         if not ticket.started.wait(self.wait_seconds):
-            with changed:
+            with changed, self.ledger.locked() as ledger:
                 if not ticket.started.is_set():
                     self.queue.remove(ticket)
-                    if not self.queue.waiting(address) and not self.running[address]:
-                        self.served.pop(address, None)
+                    ledger.left(address)
                     raise Overloaded("no bcrypt turn came free in time")
         try:
             return ticket.answer.result(MAX_CHECK_SECONDS)
@@ -269,26 +279,40 @@ class _TurnsHere:
         return self.running[address] >= max(1, math.ceil(self.concurrency / max(1, active)))
 
     def _dispatch(self) -> None:
-        """Hand every turn this process wins to the next waiting login (the dispatcher thread)."""
+        """Start this process's next login whenever a turn is free and no other worker has one
+        whose address had fewer turns (the dispatcher thread)."""
         changed = self.changed
+        published_at = 0.0
         while True:
             with changed:
-                changed.wait_for(lambda: len(self.queue) > 0)
+                if not self.queue:
+                    with self.ledger.locked() as ledger:
+                        ledger.publish(None)
+                    changed.wait_for(lambda: len(self.queue) > 0)
+                    published_at = 0.0
+            # Cheap while every turn is taken: one try, and the score told now and then (a
+            # score told a moment ago is only a hint: whoever holds a free turn checks again).
             turn = self.turns.try_take()
-            if turn is None:
+            if turn is None and time.monotonic() - published_at < PUBLISH_SECONDS:
                 time.sleep(TURN_POLL_SECONDS)
                 continue
-            with changed:
-                ticket = self.queue.pop_next(self._over_share, self.served.__getitem__)
-                if ticket is None:  # the logins gave up waiting meanwhile
+            with changed, self.ledger.locked() as ledger:
+                address = self.queue.next_address(self._over_share, ledger.turns_had)
+                if address is not None:
+                    score = ledger.turns_had(address)
+                    ledger.publish(score)
+                    published_at = time.monotonic()
+                    if turn is not None and score <= ledger.lowest_elsewhere():
+                        self._start(self.queue.pop(address), turn, ledger)
+                        continue
+                if turn is not None:  # another worker's login is next, or ours gave up
                     self.turns.give_back(turn)
-                    continue
-                self._start(ticket, turn)
+            time.sleep(TURN_POLL_SECONDS)
 
-    def _start(self, ticket: _Ticket, turn: int) -> None:
-        """Run ``ticket``'s check on ``turn`` (called under the queue's lock)."""
+    def _start(self, ticket: _Ticket, turn: int, ledger: TurnLedger) -> None:
+        """Run ``ticket``'s check on ``turn`` (called under the queue's lock and the ledger's)."""
         self.running[ticket.address] += 1
-        self.served[ticket.address] += 1
+        ledger.started(ticket.address)
         ticket.started.set()
         self.pool.submit(self._run_on_turn, ticket, turn)
 
@@ -299,9 +323,8 @@ class _TurnsHere:
             ticket.answer.set_exception(exc)
         finally:  # the turn ends with the check, even one its request gave up on
             self.turns.give_back(turn)
-            with self.changed:
+            with self.changed, self.ledger.locked() as ledger:
+                ledger.left(ticket.address)
                 self.running[ticket.address] -= 1
                 if not self.running[ticket.address]:
                     del self.running[ticket.address]
-                    if not self.queue.waiting(ticket.address):  # its busy spell is over
-                        self.served.pop(ticket.address, None)

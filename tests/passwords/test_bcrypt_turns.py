@@ -225,3 +225,62 @@ def test_an_address_that_arrives_during_a_flood_goes_before_the_flood_s_next_log
         for future in [blocker, *flood, late]:
             future.result(10)
     assert order[0] == "b", order
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork in a threaded pytest process
+def test_a_worker_whose_address_had_fewer_turns_wins_the_next_turn_from_another_worker() -> None:
+    """The other worker floods from one address; this worker's one login from another address
+    starts next, although the flooding worker looks for the freed turn as often."""
+    gate = BcryptGate(concurrency=1, queue=32, wait_seconds=10)  # before the fork, as uWSGI
+    events_read, events_write = os.pipe()
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the flooding worker)
+        try:
+
+            def flood_check(name: str):
+                def check() -> str:
+                    os.write(events_write, name.encode() + b"\n")
+                    if name == "a0":
+                        os.read(go_read, 1)  # holds the only turn until told
+                    else:
+                        time.sleep(0.05)
+                    return name
+
+                return check
+
+            with ThreadPoolExecutor(8) as pool:
+                first = pool.submit(gate.run, b"a0", flood_check("a0"), "A", "u0")
+                time.sleep(0.2)
+                rest = [
+                    pool.submit(gate.run, f"a{i}".encode(), flood_check(f"a{i}"), "A", f"u{i}")
+                    for i in range(1, 6)
+                ]
+                for future in [first, *rest]:
+                    future.result(20)
+        finally:
+            os._exit(0)
+    try:
+        time.sleep(0.5)  # the other worker holds the turn and five more of its logins wait
+
+        def mine() -> str:
+            os.write(events_write, b"b\n")
+            return "b"
+
+        with ThreadPoolExecutor(1) as pool:
+            late = pool.submit(gate.run, b"b", mine, "B", "v")
+            time.sleep(0.2)
+            os.write(go_write, b"!")
+            assert late.result(20) == "b"
+        os.waitpid(pid, 0)
+        pid = 0
+        os.close(events_write)
+        started = []
+        with os.fdopen(events_read) as events:
+            started = events.read().split()
+        assert started[:2] == ["a0", "b"], started
+    finally:
+        if pid:
+            os.waitpid(pid, 0)
+        os.close(go_read)
+        os.close(go_write)
