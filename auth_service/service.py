@@ -88,6 +88,11 @@ class TokenService:
             raise BadRequest(f"unknown service {requested!r}")
         return requested
 
+    def _gets_refresh_token(self, user: User | None, offline: bool) -> bool:
+        """Whether a login of ``user`` that asks ``offline`` gets a refresh token: one is bound to
+        the hash checked, so such a login must not rehash it."""
+        return offline and self.refresh is not None and user is not None and user.refresh_tokens
+
     def authenticate(
         self,
         credentials: Credentials,
@@ -112,7 +117,7 @@ class TokenService:
             credentials.username,
             credentials.password.reveal(),
             client,
-            may_rehash=not (offline and self.refresh is not None),
+            may_rehash=not self._gets_refresh_token(users.get(credentials.username), offline),
         )
         if user is None:
             raise Unauthorized(BAD_CREDENTIALS)
@@ -152,7 +157,7 @@ class TokenService:
         access_files = self.live.current()
         user = self.authenticate(credentials, access_files.users, client, offline)
         refresh_token = None
-        if offline and user is not None and user.refresh_tokens and self.refresh is not None:
+        if self._gets_refresh_token(user, offline):
             refresh_token, claims = self.refresh.issue(user, audience)
             log.info(
                 "refresh token issued: sub=%r service=%r id=%s expires=%d",

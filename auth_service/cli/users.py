@@ -54,7 +54,10 @@ password_stdin_option = click.option(
 cost_option = click.option(
     "--cost",
     type=click.IntRange(4, 31),
-    help="bcrypt cost of the new hash (default: BCRYPT_COST, else 12).",
+    help=(
+        "bcrypt cost of the new hash (default: BCRYPT_COST, else the most common cost in "
+        "users.json, else 12)."
+    ),
 )
 grant_option = click.option(
     "--grant",

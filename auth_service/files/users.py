@@ -99,6 +99,17 @@ def bcrypt_cost(pass_hash: bytes) -> int:
     return int(pass_hash[4:6])
 
 
+def hash_costs(document: Any) -> Counter[int]:
+    """How many well-formed bcrypt hashes a decoded ``users.json`` has at each cost (the rest is
+    the loader's to refuse)."""
+    costs: Counter[int] = Counter()
+    for entry in document.values() if isinstance(document, dict) else ():
+        pass_hash = entry.get("pass_hash") if isinstance(entry, dict) else None
+        if isinstance(pass_hash, str) and _BCRYPT_HASH.fullmatch(pass_hash):
+            costs[bcrypt_cost(pass_hash.encode())] += 1
+    return costs
+
+
 def rehash_target(costs: Mapping[int, int], configured: int | None) -> int:
     """The cost hashes are rehashed to, from the count of hashes at each cost: ``configured``
     (``BCRYPT_COST``) if set, else the cost most hashes have (the higher one on a tie), else

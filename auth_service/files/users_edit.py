@@ -21,14 +21,15 @@ from auth_service.errors import ConfigError
 from auth_service.files.atomic import locked_update
 from auth_service.files.groups import GROUPS_FILE, load_groups
 from auth_service.files.jsonfile import decode_json, read_json
-from auth_service.files.settings import CONFIG_FILE, load_settings
+from auth_service.files.settings import CONFIG_FILE, USERS_FILE, load_settings
 from auth_service.files.users import (
     BCRYPT_MAX_PASSWORD_BYTES,
-    DEFAULT_BCRYPT_COST,
     USER_NAME_RULE,
     VALIDATION_ONLY_COST,
+    hash_costs,
     name_skeleton,
     parse_users,
+    rehash_target,
     shown_name,
     user_name_problem,
 )
@@ -45,11 +46,16 @@ class UserError(Exception):
 
 
 def default_cost(config_dir: Path) -> int:
-    """The cost of new hashes: ``BCRYPT_COST`` if ``config.py`` sets it, else
-    :data:`.users.DEFAULT_BCRYPT_COST`."""
-    if not (config_dir / CONFIG_FILE).exists():
-        return DEFAULT_BCRYPT_COST
-    return load_settings(config_dir).bcrypt_cost or DEFAULT_BCRYPT_COST
+    """The cost of new hashes: the one logins rehash to (:func:`.users.rehash_target`), so a new
+    user's hash is never rehashed at once: ``BCRYPT_COST`` if ``config.py`` sets it, else the
+    cost most hashes in ``users.json`` have, else :data:`.users.DEFAULT_BCRYPT_COST`."""
+    configured = None
+    if (config_dir / CONFIG_FILE).exists():
+        configured = load_settings(config_dir).bcrypt_cost
+    users_path = config_dir / USERS_FILE
+    if configured is None and users_path.exists():
+        return rehash_target(hash_costs(read_json(users_path)), None)
+    return rehash_target({}, configured)
 
 
 def check_password(password: bytes) -> None:

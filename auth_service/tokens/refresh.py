@@ -131,4 +131,6 @@ class RefreshTokenCodec:
             raise InvalidRefreshToken("refresh token revoked: log in again")
         if revocations.revokes(claims.token_id, claims.subject, claims.issued_at):
             raise InvalidRefreshToken("refresh token revoked: log in again")
+        if not user.refresh_tokens:  # turned off for this user since: so are the tokens
+            raise InvalidRefreshToken("refresh tokens are off for this user: log in again")
         return user

@@ -386,11 +386,22 @@ def test_hash_password(config_dir):
     assert not bcrypt.checkpw(b"s3cret\n", pass_hash.encode())
 
 
-@pytest.mark.parametrize(("env", "cost"), [({}, "12"), ({"AUTH_SERVICE_BCRYPT_COST": "5"}, "05")])
-def test_the_default_cost_is_bcrypt_cost_else_12(config_dir, env, cost):
+@pytest.mark.parametrize(
+    ("env", "cost"),
+    [({}, f"{helpers.TEST_COST:02d}"), ({"AUTH_SERVICE_BCRYPT_COST": "5"}, "05")],
+)
+def test_the_default_cost_is_bcrypt_cost_else_that_of_most_users(config_dir, env, cost):
+    """A new hash gets the cost logins rehash to, so it is not rehashed at the first login."""
     code, output = run(config_dir, "hash-password", "--password-stdin", input="pw\n", env=env)
     assert code == 0, output
     assert output.strip().splitlines()[-1].startswith(f"$2b${cost}$")
+
+
+def test_without_bcrypt_cost_or_users_the_default_cost_is_12(config_dir):
+    (config_dir / "users.json").write_text("{}")
+    code, output = run(config_dir, "hash-password", "--password-stdin", input="pw\n")
+    assert code == 0, output
+    assert output.strip().splitlines()[-1].startswith("$2b$12$")
 
 
 # --- users show and users set ---------------------------------------------------------------

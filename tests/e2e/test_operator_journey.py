@@ -1,4 +1,4 @@
-"""The operator's path through the real stack, with only what the README's "Operating it" shows.
+"""The operator's path through the real stack, with only what the README's "Operating" shows.
 
 Add a user with ``auth-service users add`` and watch them push (and be refused elsewhere) with
 no restart; find the refused push in the audit log with the README's own jq command and in the

@@ -223,3 +223,20 @@ def test_a_login_through_the_endpoint_rehashes_unless_it_gets_a_refresh_token(
     assert (after != before) is rehashed
     assert bcrypt_cost(after.encode()) == (target if rehashed else bcrypt_cost(before.encode()))
     assert bcrypt.checkpw(helpers.PASSWORDS["alice"].encode(), after.encode())
+
+
+def test_a_user_who_gets_no_refresh_token_is_rehashed_even_by_docker_login(
+    config_dir: Path, make_app: Any
+) -> None:
+    users = json.loads((config_dir / "users.json").read_text())
+    users["alice"]["refresh_tokens"] = False
+    helpers.write_json(config_dir / "users.json", users)
+    before = _users_json_hash(config_dir, "alice")
+    client = make_app(BCRYPT_COST=bcrypt_cost(before.encode()) + 1).test_client()
+    response = client.get(
+        f"/v2/token?service={helpers.SERVICE}&offline_token=true",
+        headers=helpers.basic("alice", helpers.PASSWORDS["alice"]),
+    )
+    assert response.status_code == 200
+    assert "refresh_token" not in response.get_json()
+    assert _users_json_hash(config_dir, "alice") != before

@@ -68,3 +68,18 @@ def test_a_flag_that_is_not_a_boolean_is_refused():
     entry = {"pass_hash": helpers.hash_password("pw"), "refresh_tokens": "no"}
     with pytest.raises(ConfigError, match="user 'carol': refresh_tokens: must be true or false"):
         parse_users(Path("users.json"), {"carol": entry})
+
+
+def test_turning_the_flag_off_ends_the_refresh_tokens_a_user_holds(config_dir, make_app):
+    app = make_app()
+    client = app.test_client()
+    refresh_token = docker_login(client, "bob")["refresh_token"]
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "service": SERVICE}
+    assert post(client, **form).status_code == 200
+    users = json.loads((config_dir / "users.json").read_text())
+    users["bob"]["refresh_tokens"] = False
+    helpers.write_json(config_dir / "users.json", users)
+    app.extensions["auth_service"].live.check_at_next_call()
+    refused = post(client, **form)
+    assert refused.status_code == 401
+    assert "refresh tokens are off" in refused.get_data(as_text=True)
