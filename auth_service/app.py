@@ -12,7 +12,7 @@ from auth_service.files.revocations import load_revocations
 from auth_service.files.settings import load_settings
 from auth_service.files.users import UNKNOWN_NAME_KEY_LABEL
 from auth_service.files.watched import WatchedFiles
-from auth_service.http import operations, token_endpoint
+from auth_service.http import operations, proxy_decision, token_endpoint
 from auth_service.passwords.bcrypt_turns import BcryptGate, default_queue_limit
 from auth_service.passwords.credential_cache import CredentialCache
 from auth_service.passwords.login import PasswordChecker
@@ -23,6 +23,7 @@ from auth_service.service import TokenService
 from auth_service.tokens.refresh import KEY_LABEL as REFRESH_KEY_LABEL
 from auth_service.tokens.refresh import RefreshTokenCodec
 from auth_service.tokens.signer import TokenSigner
+from auth_service.tokens.token_cache import TokenCache
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -79,5 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     service = TokenService(settings, signer, live, refresh, revocations, passwords)
     audit = AuditLog(settings.audit_log_path, enabled=settings.audit_log != "")
     token_endpoint.init_app(app, service, audit)
+    # Proxy mode's decision endpoint, used only when nginx is set up for it (AUTH_MODE=proxy).
+    proxy_decision.init_app(app, service, audit, TokenCache())
     operations.init_app(app)
     return app

@@ -2,9 +2,9 @@
 
 :data:`REFUSALS` is the table: for each refusal, what the client gets (status, the registry's
 error code, the message, ``Retry-After``, the Basic challenge) and how it is counted (its outcome
-in the metrics, in the audit log). The token endpoint answers from it, the metrics take their
-outcome labels from it and the audit log its outcomes. Code that refuses a token request raises
-a :class:`Refused` subclass, which names its row.
+in the metrics, in the audit log). The token endpoint and proxy mode's decision endpoint answer
+from it, the metrics take their outcome labels from it and the audit log its outcomes. Code that
+refuses a request raises a :class:`Refused` subclass, which names its row.
 """
 
 from __future__ import annotations
@@ -103,6 +103,23 @@ BODY_TOO_LARGE = Refusal(
     "bad_request",
 )
 # Not a token request at all (PUT /v2/token, POST /metrics): neither counted nor audited.
+# Proxy mode (auth_service.proxy): a request without credentials that needs them, e.g. the
+# `GET /v2/` every client starts with, or a pull the anonymous rule does not allow. Not a failed
+# login: counted and recorded apart from bad_credentials.
+AUTHENTICATION_REQUIRED = Refusal(
+    "authentication_required",
+    401,
+    "UNAUTHORIZED",
+    "authentication required",
+    "challenged",
+    "challenged",
+    challenge=True,
+)
+# Proxy mode: the user is known, but the request needs access they don't have. The message is
+# the registry's own for DENIED; the audit line's reason names what was missing.
+DENIED = Refusal(
+    "denied", 403, "DENIED", "requested access to the resource is denied", "denied", "denied"
+)
 METHOD_NOT_ALLOWED = Refusal("method_not_allowed", 405, "UNSUPPORTED", "{reason}", None, None)
 NOT_FOUND = Refusal("not_found", 404, "NOT_FOUND", "{reason}", None, None)
 # A bug: logged with its traceback, and never described to the client.
@@ -115,6 +132,8 @@ REFUSALS = (
     OVERLOADED,
     AUDIT_UNAVAILABLE,
     BODY_TOO_LARGE,
+    AUTHENTICATION_REQUIRED,
+    DENIED,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     INTERNAL_ERROR,
@@ -174,6 +193,18 @@ class Overloaded(Refused):
     """A login could not start its bcrypt check in time, or too many already wait for one."""
 
     refusal = OVERLOADED
+
+
+class AuthenticationRequired(Refused):
+    """Proxy mode: no credentials, and the request needs some."""
+
+    refusal = AUTHENTICATION_REQUIRED
+
+
+class Denied(Refused):
+    """Proxy mode: the user may not do what the request does; the reason names what is missing."""
+
+    refusal = DENIED
 
 
 class AuditUnavailable(Refused):

@@ -60,8 +60,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=_names,
         help="rows to run, comma-separated (ratios need ceiling; targets what they need): "
         "ceiling, anonymous, cached, scopes-10, flood, users-100k, patterns-1000, cold, "
-        "burst-8, burst-32, burst-128, fair, spray; or groups: keep (ceiling, anonymous, "
-        "cached), burst (the three bursts), crowd (burst, fair, spray, keep)",
+        "burst-8, burst-32, burst-128, fair, spray, proxy-pull, proxy-decision; or groups: keep "
+        "(ceiling, anonymous, cached), burst (the three bursts), crowd (burst, fair, spray, "
+        "keep), proxy (proxy-pull, proxy-decision)",
     )
     parser.add_argument(
         "--processes", type=int, help="override uwsgi.ini's worker processes, to compare"

@@ -16,7 +16,7 @@ import bcrypt
 from auth_service.files.settings import load_settings
 from auth_service.stack.main import REPO, Stack, free_port
 
-from . import crowd, report, wrk
+from . import crowd, proxy, report, wrk
 from .common import BenchmarkError, get, log, wait_until_idle
 from .crowd import CROWD_ROWS, CrowdRow, FreshUsers
 from .scenarios import (
@@ -89,8 +89,11 @@ def start_stack(
     base: Path, configuration: Configuration, pass_hash: str, workers: Workers
 ) -> Stack:
     config_dir = write_config(base / "config", configuration, pass_hash)
-    stack = Stack.for_config_dir(base / "state", config_dir, free_port())
+    # Proxy mode's stack has a second server, for the decision alone (benchmarks/proxy.py).
+    kind = proxy.DecisionStack if configuration.auth_mode == proxy.PROXY_MODE else Stack
+    stack = kind.for_config_dir(base / "state", config_dir, free_port())
     stack.extra_env = dict(configuration.env)
+    stack.auth_mode = configuration.auth_mode
     if configuration.ceiling:
         stack.uwsgi_options += ["--pythonpath", str(REPO), "--module", "benchmarks.ceiling:app"]
     if workers.processes:
@@ -169,6 +172,7 @@ class Measured:
     runs: dict[tuple[str, int], list[report.Row]] = field(default_factory=dict)
     bcrypt: list[tuple[float, str]] = field(default_factory=list)  # (checks/s, how)
     crowd: dict[str, list[report.CrowdRun]] = field(default_factory=dict)
+    proxy: proxy.ProxyMeasured = field(default_factory=lambda: proxy.ProxyMeasured({}, {}))
 
 
 # Groups of rows --only takes by one name.
@@ -176,6 +180,7 @@ ALIASES = {
     "keep": ("ceiling", "anonymous", "cached"),
     "burst": tuple(row.name for row in CROWD_ROWS if row.name.startswith("burst-")),
     "crowd": ("burst", "fair", "spray", "keep"),
+    "proxy": proxy.PROXY_ROWS,
 }
 
 
@@ -183,7 +188,7 @@ def expand_only(names: Sequence[str] | None) -> set[str] | None:
     """The row names ``--only`` selects, its aliases expanded; None selects every row."""
     if not names:
         return None
-    known = {s.name for s in SCENARIOS} | {row.name for row in CROWD_ROWS}
+    known = {s.name for s in SCENARIOS} | {row.name for row in CROWD_ROWS} | set(proxy.PROXY_ROWS)
     selected: set[str] = set()
     pending = list(names)
     while pending:
@@ -224,6 +229,7 @@ def measure_rounds(
     seconds: float,
     repeats: int,
     crowd_rows: Sequence[CrowdRow] = (),
+    proxy_rows: Sequence[str] = (),
 ) -> Measured:
     """Each round measures every scenario once at each connection count, then every login-crowd
     row once. A busy stretch on the shared machine then slows one run of every row alike,
@@ -242,6 +248,11 @@ def measure_rounds(
             log(f"warming up {name}")
             refresh_tokens[name] = crowd.warm_up(stacks[name])
             fresh[name] = FreshUsers(row.configuration)
+    if proxy_rows:
+        log("warming up proxy mode")
+        token_stack = stacks[proxy.TOKEN_STACK.name]
+        proxy_stack = stacks[proxy.PROXY_STACK.name]
+        proxy.warm_up(token_stack, proxy_stack)
     for round_number in range(1, repeats + 1):
         log(f"round {round_number} of {repeats}")
         for scenario in selected:
@@ -276,6 +287,8 @@ def measure_rounds(
                 + "".join(f"; {key} {value:g}" for key, value in run.figures.items())
             )
             measured.crowd.setdefault(run.name, []).append(run)
+        if proxy_rows:
+            proxy.measure_round(token_stack, proxy_stack, set(proxy_rows), seconds, measured.proxy)
     return measured
 
 
@@ -292,9 +305,13 @@ def run(
     names = expand_only(only)
     selected = [s for s in SCENARIOS if names is None or s.name in names]
     crowd_rows = [row for row in CROWD_ROWS if names is None or row.name in names]
+    proxy_rows = [name for name in proxy.PROXY_ROWS if names is None or name in names]
     configurations = {
         each.configuration.name: each.configuration for each in (*selected, *crowd_rows)
     }
+    if proxy_rows:
+        for configuration in (proxy.TOKEN_STACK, proxy.PROXY_STACK):
+            configurations[configuration.name] = configuration
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
     stacks: dict[str, Stack] = {}
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
@@ -303,7 +320,9 @@ def run(
                 log(f"stack for {configuration.name}")
                 base = Path(tmp) / configuration.name
                 stacks[configuration.name] = start_stack(base, configuration, pass_hash, workers)
-            measured = measure_rounds(stacks, selected, connections, seconds, repeats, crowd_rows)
+            measured = measure_rounds(
+                stacks, selected, connections, seconds, repeats, crowd_rows, proxy_rows
+            )
         finally:
             for stack in stacks.values():
                 stack.stop()
@@ -331,6 +350,12 @@ def print_results(measured: Measured, markdown: bool) -> int:
         print()
     found = report.targets({(row.scenario, row.connections): row for row in rows}, bcrypt_rate)
     found += report.crowd_targets(measured.crowd, bcrypt_rate)
+    proxy_lines, proxy_targets = proxy.report(measured.proxy)
+    for line in proxy_lines:
+        print(("- " if markdown else "") + line)
+    if proxy_lines:
+        print()
+    found += proxy_targets
     for target in found:
         print(("- " if markdown else "") + target.line())
     return 0 if all(target.passed for target in found) else 2

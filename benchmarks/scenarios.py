@@ -31,6 +31,7 @@ class Configuration:
     group_patterns: int = 0  # repository patterns in groups the measured user belongs to
     env: Mapping[str, str] = field(default_factory=dict)  # AUTH_SERVICE_* for this stack
     ceiling: bool = False  # serve benchmarks/ceiling.py instead of the service
+    auth_mode: str = "token"  # nginx's AUTH_MODE: "proxy" for proxy mode (benchmarks/proxy.py)
 
 
 @dataclass(frozen=True)

@@ -461,3 +461,28 @@ def test_cpu_seconds_are_read_from_proc_stat_whatever_the_process_name():
     assert common.cpu_seconds_of_stat(stat) == pytest.approx(4.0)
     with open("/proc/self/stat") as own:
         assert common.cpu_seconds_of_stat(own.read()) > 0
+
+
+def test_proxy_rows_are_selected_by_name_and_by_group():
+    from benchmarks import proxy
+
+    assert expand_only(["proxy"]) == set(proxy.PROXY_ROWS)
+    assert expand_only(["proxy-pull"]) == {"proxy-pull"}
+
+
+def test_proxy_report_and_targets():
+    from benchmarks import proxy
+
+    result = wrk.Result(requests=1000, seconds=1.0, p50_ms=1.0, p99_ms=4.0)
+    measured = proxy.ProxyMeasured(
+        pulls={"token": [0.100, 0.110, 0.090], "proxy": [0.115, 0.120, 0.118]},
+        runs={proxy.DECISION_ROW: [result], "token-v2": [result]},
+    )
+    lines, targets = proxy.report(measured)
+    assert any("proxy mode 118.0 ms (1.18x)" in line for line in lines)
+    by_what = {target.what: target for target in targets}
+    pull = by_what["proxy-pull: proxy / token mode"]
+    assert pull.passed and pull.value == pytest.approx(1.18)
+    decision = by_what["proxy-decision: p99 ms at 16 connections"]
+    assert decision.passed and decision.value == 4.0
+    assert proxy.PROXY_STACK.auth_mode == "proxy" and proxy.TOKEN_STACK.auth_mode == "token"

@@ -28,7 +28,14 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 NGINX_GID = "101"  # the nginx group of the official nginx image
 # The compose variables a deployment sets; the tests run without any of them.
-COMPOSE_VARIABLES = ("REGISTRY_HOST", "TOKEN_ISSUER", "TOKEN_SERVICE", "AUTH_CONFIG_DIR", "TLS_DIR")
+COMPOSE_VARIABLES = (
+    "REGISTRY_HOST",
+    "TOKEN_ISSUER",
+    "TOKEN_SERVICE",
+    "AUTH_CONFIG_DIR",
+    "TLS_DIR",
+    "AUTH_MODE",
+)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -271,6 +278,7 @@ def test_nginx_renders_the_repository_template(compose):
         "TLS_INCLUDE",
         "AUTH_SOCKET",
         "REGISTRY_SOCKET",
+        "AUTH_MODE",
     }
     env = nginx["environment"]
     assert placeholders <= set(env)
@@ -288,8 +296,18 @@ def test_every_file_the_template_includes_is_in_the_nginx_container(compose):
 
     template = (ROOT / "nginx" / "registry.conf.template").read_text()
     includes = set(re.findall(r"^\s*include\s+([^$\s;][^\s;]*);", template, re.MULTILINE))
+    # AUTH_MODE picks one of two includes at each place: both must be there.
+    includes = {
+        name.replace("${AUTH_MODE}", mode) for name in includes for mode in ("token", "proxy")
+    }
     own = includes - {"uwsgi_params", "mime.types"}
-    assert own == {"json-errors.conf"}
+    assert own == {
+        "json-errors.conf",
+        "auth-token.conf",
+        "auth-proxy.conf",
+        "auth-token-locations.conf",
+        "auth-proxy-locations.conf",
+    }
     assert set(NGINX_INCLUDES) == own
     nginx = _service(compose, "nginx")
     for name in own:

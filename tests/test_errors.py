@@ -101,6 +101,27 @@ def body_too_large(build: Callable[..., Any], monkeypatch: Any) -> Iterator[Atte
     yield send, errors.BODY_TOO_LARGE.message, None
 
 
+def _proxy_decision(client: Any, method: str, uri: str, **kwargs: Any) -> Callable[[], Any]:
+    """nginx's auth_request in proxy mode: the original method and URI in uwsgi variables."""
+    overrides = {"PROXY_METHOD": method, "PROXY_URI": uri}
+    return partial(client.get, "/auth/proxy", environ_overrides=overrides, **kwargs)
+
+
+@contextlib.contextmanager
+def authentication_required(build: Callable[..., Any], monkeypatch: Any) -> Iterator[Attempt]:
+    client = build().test_client()
+    yield _proxy_decision(client, "GET", "/v2/"), "authentication required", None
+
+
+@contextlib.contextmanager
+def denied(build: Callable[..., Any], monkeypatch: Any) -> Iterator[Attempt]:
+    client = build().test_client()
+    send = _proxy_decision(
+        client, "PUT", "/v2/team/app/manifests/1", headers=helpers.basic("bob", "bob-pw")
+    )
+    yield send, "not granted: repository:team/app:push", None
+
+
 @contextlib.contextmanager
 def method_not_allowed(build: Callable[..., Any], monkeypatch: Any) -> Iterator[Attempt]:
     client = build().test_client()
@@ -135,6 +156,8 @@ TRIGGERS: dict[str, Trigger] = {
         overloaded,
         audit_unavailable,
         body_too_large,
+        authentication_required,
+        denied,
         method_not_allowed,
         not_found,
         internal_error,

@@ -6,7 +6,8 @@
    the metrics, and answered;
 4. :mod:`.responses`: the answer's bytes, refusals as :mod:`auth_service.errors` says.
 
-:mod:`.operations` serves ``/health`` and ``/metrics``.
+:mod:`.operations` serves ``/health`` and ``/metrics``; :mod:`.proxy_decision` answers nginx's
+``auth_request`` in proxy mode (the decision itself is :mod:`auth_service.proxy`).
 """
 
 # The key of the app's TokenService in ``app.extensions``, for the endpoints and commands that

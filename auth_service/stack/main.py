@@ -1,6 +1,10 @@
 """The whole stack on one machine: Debian's docker-registry, uWSGI and nginx, on 127.0.0.1.
 
-    python3 -m auth_service.stack up [--port 5000]    install what is missing, start, show usage
+    python3 -m auth_service.stack up [--port 5000] [--proxy]
+                                                      install what is missing, start, show usage;
+                                                      --proxy: proxy mode (Basic credentials
+                                                      straight to the registry, nginx swaps them
+                                                      for a token on each request)
     python3 -m auth_service.stack down                stop exactly the processes `up` started
     python3 -m auth_service.stack status              say what is running
     python3 -m auth_service.stack install [--test]    only install what `up` (or `test`) needs
@@ -34,8 +38,15 @@ VENV = REPO / ".venv"
 LOCAL_STATE = REPO / ".stack"
 DEFAULT_PORT = 5000
 SYSTEM_NGINX_DIR = Path("/etc/nginx")
-# Files of nginx/ that registry.conf.template includes by a path relative to nginx.conf.
-NGINX_INCLUDES = ("json-errors.conf",)
+# How clients authenticate (registry.conf.template's AUTH_MODE): token, the default, or proxy.
+TOKEN_MODE, PROXY_MODE = "token", "proxy"
+AUTH_MODES = (TOKEN_MODE, PROXY_MODE)
+# Files of nginx/ that registry.conf.template includes by a path relative to nginx.conf: the
+# JSON errors, and each mode's two includes (auth-${AUTH_MODE}.conf and its locations).
+NGINX_INCLUDES = (
+    "json-errors.conf",
+    *(f"auth-{mode}{part}.conf" for mode in AUTH_MODES for part in ("", "-locations")),
+)
 
 # Debian packages, by the command that shows they are installed.
 STACK_PACKAGES = {"nginx": "nginx", "docker-registry": "docker-registry"}
@@ -49,6 +60,8 @@ TEST_PACKAGES = {
     "curl": "curl",
     # The README's command to find a denied push in the audit log (test_operator_journey.py).
     "jq": "jq",
+    # The README's recipe for a key and certificate made by hand (tests/test_readme.py).
+    "openssl": "openssl",
     # A burst beyond uWSGI's default listen queue (test_overload.py), as the benchmarks drive it.
     "wrk": "wrk",
 }
@@ -159,6 +172,9 @@ class Stack:
     # uWSGI options after `--ini uwsgi.ini`, which they override: the benchmarks serve their
     # ceiling app this way (`--module`) and try other `--threads`.
     uwsgi_options: list[str] = field(default_factory=list)
+    # AUTH_MODE: "token" (clients fetch tokens at /v2/token) or "proxy" (nginx asks the token
+    # service about each registry request; nginx/auth-proxy.conf).
+    auth_mode: str = TOKEN_MODE
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -212,6 +228,8 @@ class Stack:
     # configuration files
     def write_configs(self) -> None:
         """Render the registry, nginx and site configuration into the state directory."""
+        if self.auth_mode not in AUTH_MODES:
+            raise StackError(f"auth mode {self.auth_mode!r}: one of {', '.join(AUTH_MODES)}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "nginx-tmp").mkdir(exist_ok=True)
         registry = {
@@ -250,6 +268,7 @@ class Stack:
                 "TLS_INCLUDE": str(self._tls_include()),
                 "AUTH_SOCKET": str(self.auth_socket),
                 "REGISTRY_SOCKET": str(self.registry_socket),
+                "AUTH_MODE": self.auth_mode,
             },
         )
         (self.state_dir / "site.conf").write_text(site)
@@ -421,10 +440,21 @@ def stop_pid_file(
 # --- commands ---------------------------------------------------------------------------------
 
 
-def _local_stack(port: int) -> Stack:
+def _local_stack(port: int, auth_mode: str = TOKEN_MODE) -> Stack:
     from auth_service.files.settings import config_dir_from_env
 
-    return Stack.for_config_dir(LOCAL_STATE, (REPO / config_dir_from_env()).resolve(), port)
+    stack = Stack.for_config_dir(LOCAL_STATE, (REPO / config_dir_from_env()).resolve(), port)
+    stack.auth_mode = auth_mode
+    return stack
+
+
+def _running_mode() -> str | None:
+    """The auth mode the local stack's site was rendered for, if it was."""
+    try:
+        site = (LOCAL_STATE / "site.conf").read_text()
+    except OSError:
+        return None
+    return PROXY_MODE if "include auth-proxy.conf;" in site else TOKEN_MODE
 
 
 def _running(names: Sequence[str] = ("registry", "uwsgi", "nginx")) -> dict[str, int]:
@@ -432,14 +462,15 @@ def _running(names: Sequence[str] = ("registry", "uwsgi", "nginx")) -> dict[str,
     return {name: pid for name, pid in found.items() if pid is not None}
 
 
-def command_up(port: int) -> None:
+def command_up(port: int, auth_mode: str = TOKEN_MODE) -> None:
     from auth_service.cli.dev import create_example_config
     from auth_service.files.settings import config_dir_from_env
 
     running = _running()
     if len(running) == 3:
         print(
-            f"already running ({', '.join(f'{n} {p}' for n, p in running.items())}); "
+            f"already running in {_running_mode()} mode "
+            f"({', '.join(f'{n} {p}' for n, p in running.items())}); "
             "`python3 -m auth_service.stack down` stops it"
         )
         return
@@ -447,8 +478,25 @@ def command_up(port: int) -> None:
         command_down()
     config_dir = REPO / config_dir_from_env()
     create_example_config(config_dir)
-    stack = _local_stack(port)
+    stack = _local_stack(port, auth_mode)
     stack.start()
+    if auth_mode == PROXY_MODE:
+        print(f"""
+The stack is up on {stack.url} in proxy mode (state and logs in {LOCAL_STATE}):
+  registry (Debian docker-registry, token auth) <- nginx -> token service (uWSGI, {config_dir})
+  nginx asks the token service about each request and hands the registry a token: Basic
+  credentials work directly, and clients that fetch tokens themselves still do.
+
+Try it with the user passwords printed when the config was created:
+  curl -u alice:PASSWORD {stack.url}/v2/
+  curl -u alice:PASSWORD {stack.url}/v2/alice/app/tags/list
+  skopeo copy --dest-creds alice:PASSWORD --dest-tls-verify=false \\
+      docker://docker.io/library/alpine:latest docker://{stack.host}/alice/app:1
+  docker login {stack.host} -u alice
+  docker push {stack.host}/alice/app:1
+
+Stop it with: python3 -m auth_service.stack down""")
+        return
     print(f"""
 The stack is up on {stack.url} (state and logs in {LOCAL_STATE}):
   registry (Debian docker-registry) <- nginx -> token service (uWSGI, {config_dir})
@@ -474,6 +522,8 @@ def command_status() -> int:
     running = _running()
     for name in ("registry", "uwsgi", "nginx"):
         print(f"{name}: {'running, pid ' + str(running[name]) if name in running else 'stopped'}")
+    if running:
+        print(f"mode: {_running_mode()}")
     return 0 if len(running) == 3 else 3
 
 
@@ -489,6 +539,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=DEFAULT_PORT,
         help=f"port on 127.0.0.1 for nginx (default {DEFAULT_PORT})",
+    )
+    up.add_argument(
+        "--proxy",
+        action="store_true",
+        help="proxy mode: nginx asks the token service about each registry request, so Basic "
+        "credentials work straight against the registry (tokens still do)",
     )
     commands.add_parser("down", help="stop the processes `up` started")
     commands.add_parser("status", help="show what is running")
@@ -517,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ],
             )
         if args.command == "up":
-            command_up(args.port)
+            command_up(args.port, PROXY_MODE if args.proxy else TOKEN_MODE)
         elif args.command == "down":
             command_down()
         elif args.command == "status":
