@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from auth_service.errors import INTERNAL_ERROR, ISSUED, AuditUnavailable, Refused
-from auth_service.http.responses import Reply, StartResponse, refusal_reply
-from auth_service.http.token_endpoint import WSGIApp, _quoted
+from auth_service.http.responses import Reply, StartResponse, basic_challenge, refusal_reply
+from auth_service.http.token_endpoint import WSGIApp
 from auth_service.proxy import (
     ProxyDecider,
     ProxyGrant,
@@ -64,7 +64,7 @@ class ProxyDecisionEndpoint:
         self.decider = decider
         self.audit = audit
         self.fallback = fallback
-        self._challenge = ("WWW-Authenticate", f'Basic realm={_quoted(realm)}, charset="UTF-8"')
+        self._challenge = basic_challenge(realm)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PROXY_PATH:

@@ -82,6 +82,13 @@ class Reply:
         return [self.body] if with_body else []
 
 
+def basic_challenge(realm: str) -> tuple[str, str]:
+    """The ``WWW-Authenticate`` header of a refusal that asks for a password: Basic, never
+    Bearer, as clients would read a Bearer ``error=`` instead of the JSON body."""
+    quoted = '"' + realm.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return ("WWW-Authenticate", f'Basic realm={quoted}, charset="UTF-8"')
+
+
 def refusal_reply(refused: Refused, challenge: tuple[str, str]) -> Reply:
     """The answer to a refused token request, as its row says; ``challenge`` is the endpoint's
     ``WWW-Authenticate`` header, sent if the row asks for it."""

@@ -22,6 +22,7 @@ from auth_service.http.request import TokenRequest, read_token_request
 from auth_service.http.responses import (
     Reply,
     StartResponse,
+    basic_challenge,
     http_error_response,
     internal_error_reply,
     internal_error_response,
@@ -46,10 +47,6 @@ MAX_BODY_BYTES = 64 * 1024
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class TokenEndpoint:
     """WSGI middleware: answers the token paths, hands every other request to ``fallback``."""
 
@@ -60,9 +57,7 @@ class TokenEndpoint:
         self.audit = audit
         self.max_body = max_body
         self.fallback = fallback
-        realm = _quoted(service.settings.realm)
-        # A Basic challenge, never Bearer: clients would read a Bearer error= instead of the body.
-        self._challenge = ("WWW-Authenticate", f'Basic realm={realm}, charset="UTF-8"')
+        self._challenge = basic_challenge(service.settings.realm)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") not in TOKEN_PATHS:
