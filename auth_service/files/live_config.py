@@ -55,10 +55,9 @@ class LiveConfig:
     def _load(self) -> AccessFiles:
         users_path, repositories_path, groups_path = self._paths
         groups = load_groups(groups_path)  # first: users name groups, so need them to parse
-        return AccessFiles(
-            load_users(users_path, self._bcrypt_cost, groups, self._name_key),
-            load_repositories(repositories_path),
-        )
+        users = load_users(users_path, self._bcrypt_cost, groups, self._name_key)
+        users.make_dummy_hashes()  # while loading, not in the first login's bcrypt turn
+        return AccessFiles(users, load_repositories(repositories_path))
 
     def current(self) -> AccessFiles:
         """The access files in force, reloaded first if they changed on disk."""

@@ -161,8 +161,9 @@ class UserDirectory:
         self.users = dict(users)
         self._target_cost = target_cost
         self._name_key = _key_from_hashes(self.users) if name_key is None else name_key
-        # Made on the first check, whoever it is for: a first unknown name must not cost more
-        # than a first known one. Callers that only validate a file never make them.
+        # Made before the first check (the service calls make_dummy_hashes when it loads the
+        # file): a first unknown name must not cost more than a first known one. Callers that
+        # only validate a file never make them.
         self._dummy_hashes: dict[int, bytes] | None = None
 
     def __len__(self) -> int:
@@ -205,6 +206,11 @@ class UserDirectory:
         """The cost to rehash ``user``'s hash to after a successful login, or None if it has it
         already. Cheap: call it on every successful bcrypt check."""
         return None if bcrypt_cost(user.pass_hash) == self.target_cost else self.target_cost
+
+    def make_dummy_hashes(self) -> None:
+        """Make the dummy hashes of the file's costs now (each cost once per process), so that
+        no login pays for them: at start-up in uWSGI's master, whose workers inherit them."""
+        self._dummies()
 
     def _dummies(self) -> dict[int, bytes]:
         if self._dummy_hashes is None:

@@ -8,7 +8,6 @@ guesser before any work, :mod:`.credential_cache` answers a returning client wit
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from auth_service.files.users import BCRYPT_MAX_PASSWORD_BYTES, User, UserDirectory
@@ -69,7 +68,7 @@ class PasswordChecker:
         flight = b"".join(
             (
                 fingerprint,
-                hashlib.sha256(user.pass_hash).digest() if user is not None else b"-",
+                user.pass_hash if user is not None else b"-",
                 (address or "").encode("utf-8", "surrogatepass"),
             )
         )
