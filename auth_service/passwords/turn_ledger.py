@@ -172,6 +172,10 @@ class TurnLedger:
         slot = self._own_slot()
         if slot >= 0:
             self._write_worker(slot, os.getpid(), NO_LOGIN if score is None else score)
+        if score is None and self.lowest_elsewhere() == NO_LOGIN:
+            # Nobody waits anywhere: every spell is over. Starting afresh also drops what a
+            # worker killed mid-check left counted, which would rank its addresses last for good.
+            self._map[: self._workers_at] = bytes(self._workers_at)
 
     def lowest_elsewhere(self) -> int:
         """The lowest score another live worker has published (NO_LOGIN if none waits)."""

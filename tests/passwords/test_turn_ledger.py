@@ -59,3 +59,20 @@ def test_workers_see_each_others_scores_and_a_dead_one_waits_for_nothing() -> No
         os.waitpid(pid, 0)
     with ledger.locked():
         assert ledger.lowest_elsewhere() == NO_LOGIN  # the worker that published 3 is gone
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork in a threaded pytest process
+def test_what_a_killed_worker_left_counted_is_dropped_once_nobody_waits() -> None:
+    ledger = TurnLedger()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (a worker killed mid-check: its login never leaves)
+        with ledger.locked():
+            ledger.arrived("10.0.0.9")
+            ledger.started("10.0.0.9")
+            ledger.publish(1)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with ledger.locked():
+        assert ledger.turns_had("10.0.0.9") == 1  # still present: its spell never ended
+        ledger.publish(None)  # this worker's queue is empty, and no live worker waits
+        assert ledger.turns_had("10.0.0.9") == 0
