@@ -276,8 +276,8 @@ def test_nginx_renders_the_repository_template(compose):
         "LISTEN",
         "SERVER_NAME",
         "TLS_INCLUDE",
-        "AUTH_SOCKET",
-        "REGISTRY_SOCKET",
+        "AUTH_SERVERS",
+        "REGISTRY_SERVERS",
         "AUTH_MODE",
     }
     env = nginx["environment"]
@@ -319,15 +319,15 @@ def test_every_file_the_template_includes_is_in_the_nginx_container(compose):
 @pytest.mark.parametrize(
     ("service", "variable", "nginx_variable"),
     [
-        ("auth", "AUTH_SERVICE_SOCKET", "AUTH_SOCKET"),
-        ("registry", "REGISTRY_HTTP_ADDR", "REGISTRY_SOCKET"),
+        ("auth", "AUTH_SERVICE_SOCKET", "AUTH_SERVERS"),
+        ("registry", "REGISTRY_HTTP_ADDR", "REGISTRY_SERVERS"),
     ],
 )
 def test_sockets_are_on_volumes_shared_with_nginx(compose, service, variable, nginx_variable):
     server = _service(compose, service)
     nginx = _service(compose, "nginx")
     path = server["environment"][variable]
-    assert nginx["environment"][nginx_variable] == path
+    assert nginx["environment"][nginx_variable] == f"server unix:{path};"
     mount = _mount_holding(server, path)
     assert mount["type"] == "volume"
     assert mount["source"] in compose["volumes"]

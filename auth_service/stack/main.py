@@ -266,8 +266,8 @@ class Stack:
                 "LISTEN": f"127.0.0.1:{self.port}" + (" ssl" if self.tls else ""),
                 "SERVER_NAME": "127.0.0.1 localhost",
                 "TLS_INCLUDE": str(self._tls_include()),
-                "AUTH_SOCKET": str(self.auth_socket),
-                "REGISTRY_SOCKET": str(self.registry_socket),
+                "AUTH_SERVERS": f"server unix:{self.auth_socket};",
+                "REGISTRY_SERVERS": f"server unix:{self.registry_socket};",
                 "AUTH_MODE": self.auth_mode,
             },
         )
