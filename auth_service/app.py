@@ -20,6 +20,7 @@ from auth_service.passwords.throttle import LoginThrottle, shared_store
 from auth_service.records import metrics
 from auth_service.records.audit import AuditLog
 from auth_service.service import TokenService
+from auth_service.shared.state import SharedState
 from auth_service.tokens.refresh import KEY_LABEL as REFRESH_KEY_LABEL
 from auth_service.tokens.refresh import RefreshTokenCodec
 from auth_service.tokens.signer import TokenSigner
@@ -52,6 +53,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     revocations = WatchedFiles(
         [settings.revocations_path], lambda: load_revocations(settings.revocations_path)
     )
+    # With REDIS_URL: throttle buckets and revocations shared by every instance; else None.
+    shared = SharedState.from_settings(settings)
     refresh = None
     if settings.refresh_token_lifetime:
         refresh = RefreshTokenCodec(
@@ -69,7 +72,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LoginThrottle(
             settings.login_throttle_burst,
             settings.login_throttle_per_minute,
-            shared_store(),
+            shared_store() if shared is None else shared.throttle_buckets(shared_store()),
             address_burst=settings.login_throttle_address_burst,
             address_per_minute=settings.login_throttle_address_per_minute,
         ),
@@ -77,7 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.from_mapping(overrides)
-    service = TokenService(settings, signer, live, refresh, revocations, passwords)
+    service = TokenService(settings, signer, live, refresh, revocations, passwords, shared)
     audit = AuditLog(settings.audit_log_path, enabled=settings.audit_log != "")
     token_endpoint.init_app(app, service, audit)
     # Proxy mode's decision endpoint, used only when nginx is set up for it (AUTH_MODE=proxy).

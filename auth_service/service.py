@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from auth_service.access.policy import Grant, grant_access
 from auth_service.access.scopes import ResourceRequest, ScopeError, parse_scopes
@@ -29,6 +30,9 @@ from auth_service.http.credentials import (
 from auth_service.passwords.login import PasswordChecker
 from auth_service.tokens.refresh import InvalidRefreshToken, RefreshTokenCodec
 from auth_service.tokens.signer import IssuedToken, TokenSigner
+
+if TYPE_CHECKING:
+    from auth_service.shared.state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class TokenService:
         refresh: RefreshTokenCodec | None,
         revocations: WatchedFiles[Revocations],
         passwords: PasswordChecker,
+        shared: SharedState | None = None,
     ) -> None:
         self.settings = settings
         self.signer = signer
@@ -73,6 +78,7 @@ class TokenService:
         self.refresh = refresh  # None: refresh tokens are disabled
         self.revocations = revocations
         self.passwords = passwords
+        self.shared = shared  # None: no REDIS_URL, nothing shared with other instances
 
     def audience_for(self, requested: str | None) -> str:
         """The registry the token is for: the requested ``service`` if allowed.
@@ -183,10 +189,11 @@ class TokenService:
             raise Unauthorized("refresh tokens are disabled: log in again")
         audience, requests = self._requests(service, scope_values)
         access_files = self.live.current()
+        revocations = self.revocations.current()
+        if self.shared is not None:  # and those `auth-service tokens` wrote to Redis
+            revocations = self.shared.revocations.merged_with(revocations)
         try:
-            user = self.refresh.verify(
-                refresh_token, audience, access_files.users, self.revocations.current()
-            )
+            user = self.refresh.verify(refresh_token, audience, access_files.users, revocations)
         except InvalidRefreshToken as exc:
             log.info("refresh token refused: %s", exc)
             raise Unauthorized(str(exc)) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from auth_service import create_app
 
 from . import helpers
+from .redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +64,11 @@ def get_token(client: FlaskClient, signing_cert: Any) -> Callable[..., dict[str,
         return helpers.verify_token(body["token"], signing_cert)
 
     return fetch
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server of this test's own, on a unix socket and a port on 127.0.0.1
+    (``.url``, ``.tcp_url``), stopped at the end; see tests/redis_server.py."""
+    with RedisServer(tcp=True) as server:
+        yield server

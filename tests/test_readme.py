@@ -536,9 +536,10 @@ def test_the_metrics_table_names_every_metric():
     source = (REPO / "auth_service" / "records" / "metrics.py").read_text()
     counters = re.findall(r'Counter\(\s*"(auth_\w+)"', source)
     histograms = re.findall(r'Histogram\(\s*"(auth_\w+)"', source)
+    gauges = re.findall(r'Gauge\(\s*"(auth_\w+)"', source)
     (table,) = tables(section(readme(), "### Metrics"))
     shown = {re.sub(r"\{.*\}", "", code_spans(row[0])[0]) for row in table[1:]}
-    assert shown == {f"{name}_total" for name in counters} | set(histograms)
+    assert shown == {f"{name}_total" for name in counters} | set(histograms) | set(gauges)
 
 
 # --- names: commands, options, modules, links ------------------------------------------------

@@ -150,6 +150,24 @@ def _check_settings(settings: Settings, findings: list[Finding], now: dt.datetim
             )
         )
     _check_not_world_readable(settings.key_path, "KEY_PATH", "chmod 600", findings)
+    if settings.redis_url:
+        _check_redis(settings, findings)
+
+
+def _check_redis(settings: Settings, findings: list[Finding]) -> None:
+    """A warning if Redis doesn't answer a PING: the service starts anyway, and falls back."""
+    from auth_service.shared.connection import RedisConnection, RedisUnavailable
+
+    try:
+        RedisConnection(settings.redis_url, settings.redis_timeout).call(lambda c: c.ping())
+    except RedisUnavailable as exc:
+        findings.append(
+            Finding(
+                f"REDIS_URL: {exc}: the service would start, with each instance on its own "
+                "throttle buckets and its last revocations seen, until Redis answers",
+                problem=False,
+            )
+        )
 
 
 def _group_names(path: Path) -> Mapping[str, Group]:

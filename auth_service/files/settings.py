@@ -12,9 +12,10 @@ import logging
 import os
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from auth_service.errors import ConfigError
 
@@ -70,6 +71,9 @@ class Settings:
     login_throttle_address_per_minute: int = 60  # bcrypt checks a throttled address then gets
     audit_log: str = "-"  # "-": standard error (uWSGI's log); "": off; else a file
     token_header: str = X5C_HEADER  # "jwks": kid only, for registry 3.x with a jwks file
+    # "": no Redis, each instance keeps its own state. Kept out of repr: it may hold a password.
+    redis_url: str = field(default="", repr=False)
+    redis_timeout: float = 0.25  # seconds to connect to Redis, and to wait for each answer
 
     @property
     def users_path(self) -> Path:
@@ -143,6 +147,57 @@ def parse_token_header(value: Any) -> str:
     return lowered
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def parse_redis_url(value: Any) -> str:
+    """``REDIS_URL``'s value, checked: empty (no Redis), or a ``redis://``, ``rediss://`` or
+    ``unix://`` URL that names a host or a socket. The errors never repeat the value: it may
+    hold a password."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string: a redis://, rediss:// or unix:// URL, or empty")
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that isn't a number)
+    except ValueError:
+        raise ValueError("is not a URL (redis://[:password@]host[:port][/db])") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError(
+            "must be a redis://, rediss:// or unix:// URL (redis://[:password@]host[:port][/db] "
+            "or unix:///path/to/redis.sock)"
+        )
+    if parts.scheme == "unix" and not parts.path.startswith("/"):
+        raise ValueError("a unix:// URL must name the socket's absolute path: unix:///path")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"a {parts.scheme}:// URL must name a host: {parts.scheme}://host:6379")
+    # What redis-py itself refuses (a ?db= that isn't a number...): imported only when set.
+    from redis.connection import parse_url
+
+    try:
+        parse_url(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(parts.password or "\0", "***")) from None
+    return value
+
+
+def _seconds(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            seconds = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number of seconds from {low} to {high}") from None
+        if not low <= seconds <= high:
+            raise ValueError(f"must be a number of seconds from {low} to {high}")
+        return seconds
+
+    return parse
+
+
 def _service_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         # From the environment: a comma-separated list; from config.py: one name.
@@ -179,6 +234,8 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "LOGIN_THROTTLE_ADDRESS_PER_MINUTE": (_integer(1, 60_000), 60),
     "AUDIT_LOG": (_optional_text, "-"),
     "TOKEN_HEADER": (parse_token_header, X5C_HEADER),
+    "REDIS_URL": (parse_redis_url, ""),
+    "REDIS_TIMEOUT_SECONDS": (_seconds(0.01, 10.0), 0.25),
 }
 
 
@@ -277,4 +334,6 @@ def load_settings(
         login_throttle_address_per_minute=values["LOGIN_THROTTLE_ADDRESS_PER_MINUTE"],
         audit_log=values["AUDIT_LOG"],
         token_header=values["TOKEN_HEADER"],
+        redis_url=values["REDIS_URL"],
+        redis_timeout=values["REDIS_TIMEOUT_SECONDS"],
     )

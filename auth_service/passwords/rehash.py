@@ -9,13 +9,15 @@ in the file stays as it was, byte for byte (the hash's text is replaced where it
 
 It never fails a login: a configuration directory the service can't write (a Kubernetes
 ConfigMap or Secret, a read-only mount) is logged once per process, and the hashes keep their
-costs until changed by hand.
+costs until changed by hand. Such a directory is noticed before the new hash is made, so that
+it costs no bcrypt hash per login either.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,18 @@ def _rewritten(text: str, username: str, old_hash: str, new_hash: str) -> bytes:
     return render_users(expected, text)
 
 
+def _warn_unwritable(users_path: Path, cost: int, why: str) -> None:
+    if not _unwritable_warned.is_set():
+        _unwritable_warned.set()
+        log.warning(
+            "%s: can't rehash passwords to bcrypt cost %d (%s): hashes at other costs stay "
+            "until they are changed by hand (auth-service users passwd); logged once",
+            users_path,
+            cost,
+            why,
+        )
+
+
 def update_hash(
     users_path: Path, username: str, old_hash: bytes | str, password: str, cost: int
 ) -> bytes | None:
@@ -63,6 +77,9 @@ def update_hash(
     directory that can't be written is logged once per process, anything else once per call.
     """
     old = old_hash.decode("ascii") if isinstance(old_hash, bytes) else old_hash
+    if not os.access(Path(users_path).parent, os.W_OK):  # a read-only mount says so at once
+        _warn_unwritable(Path(users_path), cost, "its directory is not writable")
+        return None
     try:
         secret = password.encode("utf-8", "surrogatepass")
         new_hash = bcrypt.hashpw(secret, bcrypt.gensalt(cost)).decode("ascii")
@@ -76,15 +93,7 @@ def update_hash(
     except _Unchanged:
         return None
     except OSError as exc:
-        if not _unwritable_warned.is_set():
-            _unwritable_warned.set()
-            log.warning(
-                "%s: can't rehash passwords to bcrypt cost %d (%s): hashes at other costs stay "
-                "until they are changed by hand (auth-service users passwd); logged once",
-                users_path,
-                cost,
-                exc.strerror or type(exc).__name__,
-            )
+        _warn_unwritable(Path(users_path), cost, exc.strerror or type(exc).__name__)
         return None
     except Exception as exc:  # a login must not fail for a rehash it didn't ask for
         log.warning("%s: rehash of a user's password failed: %s", users_path, type(exc).__name__)

@@ -22,6 +22,9 @@ password (otherwise a 200 would confirm a guess without costing a check).
 The buckets must be shared by every worker of an instance, or each worker would allow its own
 burst. Under uWSGI they live in the uWSGI cache ``auth_throttle`` that ``uwsgi.ini`` declares
 (shared memory, updated under uWSGI's lock); anywhere else in a dictionary of this process.
+With ``REDIS_URL`` they live in Redis, shared by every instance, and fall back to these when
+Redis doesn't answer (:mod:`auth_service.shared.buckets`): :class:`LoginThrottle` decides which
+records a login spends, :class:`Buckets` keep and spend them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import math
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,7 +133,7 @@ def shared_store() -> BucketStore:
 
 
 @dataclass(frozen=True)
-class _Bucket:
+class Bucket:
     """One kind of bucket: its size and refill rate; a missing record is a full bucket."""
 
     burst: int
@@ -158,17 +162,90 @@ class _Bucket:
         return None if tokens >= self.burst else _STATE.pack(tokens, now)
 
 
+# Records by key, and the kind of bucket each is.
+Keyed = Sequence[tuple[str, Bucket]]
+
+
+def _longest_wait(buckets: Sequence[Bucket], tokens: Sequence[float]) -> float | None:
+    """Seconds until every bucket has a token; None if they all have one now."""
+    waits = [b.wait(t) for b, t in zip(buckets, tokens, strict=True) if t < 1.0]
+    return max(waits) if waits else None
+
+
+class Buckets(ABC):
+    """Where the buckets' records are kept and spent, each call in one atomic step: here
+    (:class:`LocalBuckets`) or in Redis (:mod:`auth_service.shared.buckets`)."""
+
+    @abstractmethod
+    def check(self, buckets: Keyed) -> float | None:
+        """Seconds until every one of ``buckets`` has a token; None if they all have one."""
+
+    @abstractmethod
+    def take(self, buckets: Keyed) -> float | None:
+        """Take one token from each of ``buckets``, or, if one is empty, none: then the wait
+        as :meth:`check` gives it."""
+
+    @abstractmethod
+    def forgive(self, emptied: Keyed, given_back: Keyed) -> None:
+        """Forget the records of ``emptied``; give one token back to each of ``given_back``."""
+
+
+class LocalBuckets(Buckets):
+    """The records in a :class:`BucketStore` of this instance (the uWSGI cache, a dict)."""
+
+    def __init__(self, store: BucketStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self._clock = clock
+
+    def check(self, buckets: Keyed) -> float | None:
+        now = self._clock()
+        tokens = [bucket.tokens(self.store.get(key), now) for key, bucket in buckets]
+        return _longest_wait([bucket for _, bucket in buckets], tokens)
+
+    def take(self, buckets: Keyed) -> float | None:
+        now = self._clock()
+        kinds = [bucket for _, bucket in buckets]
+        refused: list[float] = []
+
+        def spend(values: list[bytes | None]) -> list[bytes | None]:
+            tokens = [
+                bucket.tokens(value, now) for bucket, value in zip(kinds, values, strict=True)
+            ]
+            wait = _longest_wait(kinds, tokens)
+            if wait is not None:
+                refused.append(wait)
+                return values
+            return [_STATE.pack(left - 1.0, now) for left in tokens]
+
+        self.store.update([key for key, _ in buckets], spend, [b.ttl for b in kinds])
+        return refused[0] if refused else None
+
+    def forgive(self, emptied: Keyed, given_back: Keyed) -> None:
+        now = self._clock()
+        buckets = [*emptied, *given_back]
+
+        def give_back(values: list[bytes | None]) -> list[bytes | None]:
+            return [None] * len(emptied) + [
+                bucket.record(bucket.tokens(value, now) + 1.0, now)
+                for (_, bucket), value in zip(given_back, values[len(emptied) :], strict=True)
+            ]
+
+        self.store.update([key for key, _ in buckets], give_back, [b.ttl for _, b in buckets])
+
+
 class LoginThrottle:
     """Token buckets of bcrypt checks per (client address, user name) and per address.
 
     A burst of 0 turns that kind of bucket off; ``address_burst`` is off unless given.
+    ``store`` keeps the records: a :class:`BucketStore` of this instance's (spent here, on
+    ``clock``), or :class:`Buckets` that spend their own (Redis's, on Redis's clock).
     """
 
     def __init__(
         self,
         burst: int,
         per_minute: int,
-        store: BucketStore,
+        store: BucketStore | Buckets,
         clock: Callable[[], float] = time.monotonic,
         *,
         address_burst: int = 0,
@@ -176,10 +253,9 @@ class LoginThrottle:
     ) -> None:
         self.burst = burst
         self.address_burst = address_burst
-        self._pair = _Bucket(burst, per_minute)
-        self._address = _Bucket(address_burst, address_per_minute)
-        self._store = store
-        self._clock = clock
+        self._pair = Bucket(burst, per_minute)
+        self._address = Bucket(address_burst, address_per_minute)
+        self._records = store if isinstance(store, Buckets) else LocalBuckets(store, clock)
 
     @staticmethod
     def _pair_key(address: str | None, username: str) -> str:
@@ -192,28 +268,21 @@ class LoginThrottle:
         digest = hashlib.sha256((address or "-").encode("utf-8", "surrogatepass")).hexdigest()
         return _ADDRESS_KEY_PREFIX + digest[:40]
 
-    def _buckets(self, address: str | None, username: str) -> list[tuple[str, _Bucket]]:
-        """(key, bucket) for each kind that is on."""
-        buckets = []
-        if self._pair.burst:
-            buckets.append((self._pair_key(address, username), self._pair))
-        if self._address.burst:
-            buckets.append((self._address_key(address), self._address))
-        return buckets
+    def _pair_bucket(self, address: str | None, username: str) -> list[tuple[str, Bucket]]:
+        return [(self._pair_key(address, username), self._pair)] if self._pair.burst else []
 
-    @staticmethod
-    def _longest_wait(buckets: Sequence[_Bucket], tokens: Sequence[float]) -> float | None:
-        """Seconds until every bucket has a token; None if they all have one now."""
-        waits = [b.wait(t) for b, t in zip(buckets, tokens, strict=True) if t < 1.0]
-        return max(waits) if waits else None
+    def _address_bucket(self, address: str | None) -> list[tuple[str, Bucket]]:
+        return [(self._address_key(address), self._address)] if self._address.burst else []
+
+    def _buckets(self, address: str | None, username: str) -> list[tuple[str, Bucket]]:
+        """(key, bucket) for each kind that is on."""
+        return self._pair_bucket(address, username) + self._address_bucket(address)
 
     def check(self, address: str | None, username: str) -> None:
         """Raise :class:`Throttled` if the pair's or the address's bucket is empty; costs
         nothing. ``retry_after`` is the longer of the two waits."""
-        now = self._clock()
         buckets = self._buckets(address, username)
-        tokens = [bucket.tokens(self._store.get(key), now) for key, bucket in buckets]
-        wait = self._longest_wait([bucket for _, bucket in buckets], tokens)
+        wait = self._records.check(buckets) if buckets else None
         if wait is not None:
             raise Throttled(wait)
 
@@ -221,40 +290,14 @@ class LoginThrottle:
         """Take one check from both the pair's and the address's bucket in one atomic step, or
         raise :class:`Throttled` and take nothing."""
         buckets = self._buckets(address, username)
-        if not buckets:
-            return
-        now = self._clock()
-        kinds = [bucket for _, bucket in buckets]
-        refused: list[float] = []
-
-        def spend(values: list[bytes | None]) -> list[bytes | None]:
-            tokens = [
-                bucket.tokens(value, now) for bucket, value in zip(kinds, values, strict=True)
-            ]
-            wait = self._longest_wait(kinds, tokens)
-            if wait is not None:
-                refused.append(wait)
-                return values
-            return [_STATE.pack(left - 1.0, now) for left in tokens]
-
-        self._store.update([key for key, _ in buckets], spend, [b.ttl for b in kinds])
-        if refused:
-            raise Throttled(refused[0])
+        wait = self._records.take(buckets) if buckets else None
+        if wait is not None:
+            raise Throttled(wait)
 
     def forgive(self, address: str | None, username: str) -> None:
         """The right password: forget this pair's failures, and give back the one address token
         that its check took (never more, so logging in to an account of one's own does not
         refill an address's bucket for spraying)."""
-        buckets = self._buckets(address, username)
-        if not buckets:
-            return
-        now = self._clock()
-        pair_key = self._pair_key(address, username)
-
-        def give_back(values: list[bytes | None]) -> list[bytes | None]:
-            return [
-                None if key == pair_key else bucket.record(bucket.tokens(value, now) + 1.0, now)
-                for (key, bucket), value in zip(buckets, values, strict=True)
-            ]
-
-        self._store.update([key for key, _ in buckets], give_back, [b.ttl for _, b in buckets])
+        emptied, given_back = self._pair_bucket(address, username), self._address_bucket(address)
+        if emptied or given_back:
+            self._records.forgive(emptied, given_back)

@@ -15,8 +15,11 @@ factory calls it. uWSGI builds the app in its master before forking the workers 
 
 Only uWSGI's master empties it (the ``*.db`` files in it): a command run beside a live service
 with the same environment must not wipe its counts. A worker that exits leaves its file, so
-its counts stay in the totals. There are no gauges, so nothing needs ``mark_process_dead``.
-Importing this module does none of that; a count made before :func:`set_up` sets up first.
+its counts stay in the totals. The one gauge, ``auth_redis_up``, shows the most recent value
+any process set (prometheus_client's ``mostrecent`` mode), and the process serving ``/metrics``
+sets it just before, so a dead worker's last value never outlives it: nothing needs
+``mark_process_dead``. Importing this module does none of that; a count made before
+:func:`set_up` sets up first.
 
 Each function below is on the token request path: children of labelled metrics are looked up
 once, and the increments are summed in memory and written once a second (:class:`_Batch`).
@@ -315,6 +318,58 @@ def count_config_reload(ok: bool) -> None:
     """Count one reload of changed configuration files, good or failed (not the first load)."""
     made = _instruments or _ready()
     made.batch.add(made.reload_ok if ok else made.reload_failed)
+
+
+class _RedisInstruments:
+    """The metrics of Redis's shared state, made on first use: only an instance with
+    ``REDIS_URL`` shows them."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge
+
+        self.up = Gauge(
+            "auth_redis_up",
+            "Whether Redis answered this instance's last attempt (1) or not (0).",
+            multiprocess_mode="mostrecent",
+            registry=None,
+        )
+        fallbacks = Counter(
+            "auth_redis_fallbacks",
+            "Operations done without Redis because it did not answer, by kind.",
+            ["kind"],
+            registry=None,
+        )
+        self.fallbacks = {kind: fallbacks.labels(kind) for kind in REDIS_FALLBACK_KINDS}
+
+
+# What falls back when Redis is away: a throttle bucket operation, a revocations lookup.
+REDIS_FALLBACK_KINDS = ("throttle", "revocations")
+_redis_instruments: _RedisInstruments | None = None
+
+
+def _redis_ready() -> _RedisInstruments:
+    global _redis_instruments
+    _ready()
+    with _set_up_lock:
+        if _redis_instruments is None:
+            _redis_instruments = _RedisInstruments()
+        return _redis_instruments
+
+
+def set_redis_up(up: bool) -> None:
+    """Record whether Redis answered this process just now (written at once, not batched:
+    it changes rarely)."""
+    (_redis_instruments or _redis_ready()).up.set(1 if up else 0)
+
+
+def count_redis_fallback(kind: str) -> None:
+    """Count one operation done without Redis; ``kind`` is one of REDIS_FALLBACK_KINDS."""
+    redis = _redis_instruments or _redis_ready()
+    try:
+        counter = redis.fallbacks[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind {kind!r} (one of {REDIS_FALLBACK_KINDS})") from None
+    (_instruments or _ready()).batch.add(counter)
 
 
 def write() -> None:

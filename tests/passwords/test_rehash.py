@@ -171,9 +171,10 @@ print(json.dumps({"results": results, "messages": messages}))
 """
 
 
-def _run_with_read_only_directory(directory: Path, *args: str) -> Any:
-    """Run READ_ONLY_CHILD with ``directory`` read-only, as a ConfigMap or Secret mount is."""
-    child = [sys.executable, "-c", READ_ONLY_CHILD, *args]
+def _run_with_read_only_directory(directory: Path, *args: str, code: str = READ_ONLY_CHILD) -> Any:
+    """Run ``code`` (READ_ONLY_CHILD) with ``directory`` read-only, as a ConfigMap or Secret
+    mount is; what it prints, decoded from JSON."""
+    child = [sys.executable, "-c", code, *args]
     if os.geteuid() == 0:
         # Root writes through file modes: mount the directory read-only in a mount namespace
         # of the child's own.
@@ -200,6 +201,47 @@ def test_a_read_only_directory_warns_once_and_never_raises(tmp_path: Path) -> No
     assert len(outcome["messages"]) == 1
     assert "can't rehash" in outcome["messages"][0] and "alice-pw" not in outcome["messages"][0]
     assert path.read_text(encoding="utf-8") == before
+
+
+# Logins through the app, with a target cost other than the hashes' and no credential cache:
+# each login is a bcrypt check that wants a rehash.
+READ_ONLY_LOGINS_CHILD = """
+import base64, json, logging, sys
+import bcrypt
+from auth_service import create_app
+messages = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+logging.getLogger("auth_service").addHandler(Keep())
+app = create_app({"CONFIG_DIR": sys.argv[1], "BCRYPT_COST": 5, "CREDENTIAL_CACHE_SECONDS": 0})
+hashes_made, hashpw = [], bcrypt.hashpw
+def counted(*args):
+    hashes_made.append(1)
+    return hashpw(*args)
+bcrypt.hashpw = counted
+client = app.test_client()
+basic = "Basic " + base64.b64encode(b"alice:alice-pw").decode()
+statuses = [
+    client.get("/v2/token?service=registry.test", headers={"Authorization": basic}).status_code
+    for _ in range(3)
+]
+warnings = [m for m in messages if "can't rehash" in m]
+print(json.dumps({"statuses": statuses, "hashes": len(hashes_made), "warnings": warnings}))
+"""
+
+
+def test_a_read_only_config_directory_costs_logins_no_error_and_no_bcrypt_hash(
+    config_dir: Path,
+) -> None:
+    """Kubernetes mounts users.json read-only: a login is still 200, logged once, and no hash
+    is made only to be thrown away (one more bcrypt hash per login, for nothing)."""
+    outcome = _run_with_read_only_directory(
+        config_dir, str(config_dir), code=READ_ONLY_LOGINS_CHILD
+    )
+    assert outcome["statuses"] == [200, 200, 200]
+    assert outcome["hashes"] == 0
+    assert len(outcome["warnings"]) == 1
 
 
 def _users_json_hash(config_dir: Path, name: str) -> str:

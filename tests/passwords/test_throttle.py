@@ -1,21 +1,59 @@
-"""Failed-login throttling: a burst, then a rate; per address and user; success forgives."""
+"""Failed-login throttling: a burst, then a rate; per address and user; success forgives.
+
+Each test runs twice: on this instance's own records, and on records in a real Redis (the
+Lua scripts of auth_service.shared.buckets, on the test's clock instead of Redis's): the same
+answers from both.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from auth_service.passwords.throttle import LocalStore, LoginThrottle, Throttled
+from auth_service.passwords.throttle import (
+    Buckets,
+    BucketStore,
+    LocalStore,
+    LoginThrottle,
+    Throttled,
+)
+from auth_service.shared.buckets import RedisBuckets
+from auth_service.shared.connection import RedisConnection
 
 from .. import helpers
 
+# Where a test's throttle keeps its records, given the test's clock.
+Records = Callable[[helpers.FakeClock], BucketStore | Buckets]
 
-def _throttle(burst: int = 3, per_minute: int = 6) -> tuple[LoginThrottle, helpers.FakeClock]:
+
+def _local(clock: helpers.FakeClock) -> BucketStore:
+    return LocalStore()
+
+
+@pytest.fixture(params=["local", "redis"])
+def records(request: pytest.FixtureRequest) -> Records:
+    if request.param == "local":
+        return _local
+    server = request.getfixturevalue("redis_server")
+    connection = RedisConnection(server.url, 2.0)
+
+    def fresh(clock: helpers.FakeClock) -> Buckets:
+        server.client().flushall()  # each throttle starts with no records, as a LocalStore()
+        return RedisBuckets(connection, clock=clock)
+
+    return fresh
+
+
+def _throttle(
+    records: Records, burst: int = 3, per_minute: int = 6
+) -> tuple[LoginThrottle, helpers.FakeClock]:
     clock = helpers.FakeClock()
-    return LoginThrottle(burst, per_minute, LocalStore(), clock=clock), clock
+    return LoginThrottle(burst, per_minute, records(clock), clock=clock), clock
 
 
-def test_a_burst_then_one_check_per_refill() -> None:
-    throttle, clock = _throttle(burst=3, per_minute=6)  # one check every 10 s
+def test_a_burst_then_one_check_per_refill(records: Records) -> None:
+    throttle, clock = _throttle(records, burst=3, per_minute=6)  # one check every 10 s
     for _ in range(3):
         throttle.check("10.0.0.1", "alice")
         throttle.take("10.0.0.1", "alice")
@@ -34,8 +72,8 @@ def test_a_burst_then_one_check_per_refill() -> None:
         throttle.take("10.0.0.1", "alice")
 
 
-def test_other_addresses_and_other_users_are_unaffected() -> None:
-    throttle, _ = _throttle(burst=2)
+def test_other_addresses_and_other_users_are_unaffected(records: Records) -> None:
+    throttle, _ = _throttle(records, burst=2)
     for _ in range(2):
         throttle.take("10.0.0.1", "alice")
     with pytest.raises(Throttled):
@@ -44,8 +82,8 @@ def test_other_addresses_and_other_users_are_unaffected() -> None:
     throttle.check("10.0.0.1", "bob")
 
 
-def test_the_right_password_forgives() -> None:
-    throttle, _ = _throttle(burst=2)
+def test_the_right_password_forgives(records: Records) -> None:
+    throttle, _ = _throttle(records, burst=2)
     throttle.take("10.0.0.1", "alice")
     throttle.forgive("10.0.0.1", "alice")
     throttle.take("10.0.0.1", "alice")
@@ -54,8 +92,8 @@ def test_the_right_password_forgives() -> None:
         throttle.take("10.0.0.1", "alice")
 
 
-def test_a_burst_of_zero_turns_it_off() -> None:
-    throttle, _ = _throttle(burst=0)
+def test_a_burst_of_zero_turns_it_off(records: Records) -> None:
+    throttle, _ = _throttle(records, burst=0)
     for _ in range(100):
         throttle.take("10.0.0.1", "alice")
     throttle.check("10.0.0.1", "alice")
@@ -73,13 +111,13 @@ def test_the_local_store_is_bounded() -> None:
 
 
 def _sprayer_throttle(
-    address_burst: int = 5, address_per_minute: int = 6, burst: int = 3
+    records: Records, address_burst: int = 5, address_per_minute: int = 6, burst: int = 3
 ) -> tuple[LoginThrottle, helpers.FakeClock]:
     clock = helpers.FakeClock()
     throttle = LoginThrottle(
         burst,
         6,
-        LocalStore(),
+        records(clock),
         clock=clock,
         address_burst=address_burst,
         address_per_minute=address_per_minute,
@@ -93,8 +131,11 @@ def _fail(throttle: LoginThrottle, address: str, username: str) -> None:
     throttle.take(address, username)
 
 
-def test_a_sprayer_of_many_names_is_held_to_the_address_burst_then_its_rate() -> None:
-    throttle, clock = _sprayer_throttle(address_burst=5, address_per_minute=6)  # 1 per 10 s
+def test_a_sprayer_of_many_names_is_held_to_the_address_burst_then_its_rate(
+    records: Records,
+) -> None:
+    # One check every 10 s per address.
+    throttle, clock = _sprayer_throttle(records, address_burst=5, address_per_minute=6)
     names = iter(f"user{n}" for n in range(1000))
     for _ in range(5):
         _fail(throttle, "10.0.0.1", next(names))  # each name's own bucket is full
@@ -117,8 +158,8 @@ def test_a_sprayer_of_many_names_is_held_to_the_address_burst_then_its_rate() ->
     _fail(throttle, "10.0.0.2", "user0")
 
 
-def test_correct_logins_cost_an_address_nothing() -> None:
-    throttle, _ = _sprayer_throttle(address_burst=3)
+def test_correct_logins_cost_an_address_nothing(records: Records) -> None:
+    throttle, _ = _sprayer_throttle(records, address_burst=3)
     for n in range(50):  # an office behind one NAT address
         throttle.check("192.0.2.1", f"user{n}")
         throttle.take("192.0.2.1", f"user{n}")
@@ -129,9 +170,11 @@ def test_correct_logins_cost_an_address_nothing() -> None:
         throttle.check("192.0.2.1", "typo3")
 
 
-def test_the_right_password_gives_back_one_address_token_not_the_bucket() -> None:
+def test_the_right_password_gives_back_one_address_token_not_the_bucket(
+    records: Records,
+) -> None:
     """A sprayer who owns one account can't refill his address's budget by logging in."""
-    throttle, _ = _sprayer_throttle(address_burst=5)
+    throttle, _ = _sprayer_throttle(records, address_burst=5)
     for n in range(4):
         _fail(throttle, "10.0.0.1", f"victim{n}")
     throttle.check("10.0.0.1", "own-account")
@@ -141,7 +184,7 @@ def test_the_right_password_gives_back_one_address_token_not_the_bucket() -> Non
     with pytest.raises(Throttled):
         throttle.check("10.0.0.1", "victim5")
     # And the pair's own record is still emptied, as before.
-    throttle2, _ = _sprayer_throttle(address_burst=100, burst=2)
+    throttle2, _ = _sprayer_throttle(records, address_burst=100, burst=2)
     _fail(throttle2, "10.0.0.1", "alice")
     _fail(throttle2, "10.0.0.1", "alice")
     with pytest.raises(Throttled):
@@ -150,9 +193,9 @@ def test_the_right_password_gives_back_one_address_token_not_the_bucket() -> Non
     _fail(throttle2, "10.0.0.1", "alice")
 
 
-def test_retry_after_is_the_longer_wait_of_the_two_buckets() -> None:
+def test_retry_after_is_the_longer_wait_of_the_two_buckets(records: Records) -> None:
     # The pair refills one in 10 s, the address one in 60 s.
-    throttle, clock = _sprayer_throttle(address_burst=1, address_per_minute=1, burst=1)
+    throttle, clock = _sprayer_throttle(records, address_burst=1, address_per_minute=1, burst=1)
     _fail(throttle, "10.0.0.1", "alice")
     with pytest.raises(Throttled) as both_empty:
         throttle.check("10.0.0.1", "alice")
@@ -166,8 +209,8 @@ def test_retry_after_is_the_longer_wait_of_the_two_buckets() -> None:
     assert refused.value.retry_after == 30
 
 
-def test_a_refused_take_spends_from_neither_bucket() -> None:
-    throttle, _ = _sprayer_throttle(address_burst=4, burst=1)
+def test_a_refused_take_spends_from_neither_bucket(records: Records) -> None:
+    throttle, _ = _sprayer_throttle(records, address_burst=4, burst=1)
     _fail(throttle, "10.0.0.1", "alice")
     for _ in range(5):  # alice's pair is empty: refused, and the address pays nothing for it
         with pytest.raises(Throttled):
@@ -186,6 +229,6 @@ def test_the_address_bucket_is_its_own_record_and_zero_turns_it_off() -> None:
     assert len(store._values) == 2
     throttle.take("10.0.0.1\0", "")
     assert len(store._values) == 4
-    off, _ = _sprayer_throttle(address_burst=0)
+    off, _ = _sprayer_throttle(_local, address_burst=0)
     for n in range(100):
         _fail(off, "10.0.0.1", f"user{n}")
