@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from auth_service.stack.main import REPO
@@ -34,9 +35,9 @@ def wait_for_metrics() -> None:
     time.sleep(1.5)
 
 
-def healthcheck(path: Path | str) -> subprocess.CompletedProcess:
+def healthcheck(path: Path | str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "auth_service.cli.healthcheck", str(path)],
+        [sys.executable, "-m", "auth_service.cli.healthcheck", *options, str(path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -106,6 +107,11 @@ def test_a_failed_reload_shows_in_health_and_metrics(stack):
         assert result.returncode == 1
         assert "503" in result.stderr and "last reload" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+        # Kubernetes' probes (deploy/kubernetes): the last good users.json serves every request,
+        # so the pod stays ready and alive.
+        for option in ("--ready", "--live"):
+            result = healthcheck(stack.auth_socket, option)
+            assert (result.returncode, result.stderr) == (0, ""), option
         # Each worker that looked counted its failure once.
         wait_for_metrics()
         assert metric(stack, "auth_config_reloads_total", result="failed") > failed
@@ -118,16 +124,74 @@ def test_a_failed_reload_shows_in_health_and_metrics(stack):
 
 
 def test_healthcheck_client_against_the_real_uwsgi(stack):
-    result = healthcheck(stack.auth_socket)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    for options in ((), ("--live",), ("--ready",)):
+        result = healthcheck(stack.auth_socket, *options)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
 
 
-def test_healthcheck_client_without_a_server(tmp_path):
-    result = healthcheck(tmp_path / "nothing.sock")
+@pytest.mark.parametrize(
+    ("option", "prefix"),
+    [((), "unhealthy: "), (("--live",), "not live: "), (("--ready",), "not ready: ")],
+)
+def test_healthcheck_client_without_a_server(tmp_path, option, prefix):
+    result = healthcheck(tmp_path / "nothing.sock", *option)
     assert result.returncode == 1
-    assert result.stderr.startswith("unhealthy: ")
+    assert result.stderr.startswith(prefix)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _answer_once(path: Path, answer: bytes) -> threading.Thread:
+    """A socket at ``path`` that answers one request with ``answer``."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+UNAVAILABLE = "503 SERVICE UNAVAILABLE"
+
+
+def _health_answer(status: str, checks: dict[str, bool]) -> bytes:
+    body = json.dumps({"status": "failing", "checks": checks, "problems": ["a problem"]})
+    return f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\r\n{body}".encode()
+
+
+@pytest.mark.parametrize(
+    ("answer", "ready"),
+    [
+        # Only the last reload failed: the last good files serve every request.
+        (_health_answer(UNAVAILABLE, {"key_usable": True, "last_reload_ok": False}), True),
+        # The certificate expired: tokens the registry refuses.
+        (_health_answer(UNAVAILABLE, {"key_usable": False, "last_reload_ok": True}), False),
+        (_health_answer(UNAVAILABLE, {"key_usable": False, "last_reload_ok": False}), False),
+        # A 503 that doesn't say which check failed, or not /health's at all.
+        (b"HTTP/1.1 503 SERVICE UNAVAILABLE\r\n\r\nbusy", False),
+        (_health_answer("500 INTERNAL SERVER ERROR", {"last_reload_ok": False}), False),
+    ],
+    ids=["failed reload", "expired certificate", "both", "no checks", "a 500"],
+)
+def test_healthcheck_ready_and_live_on_a_failing_health(tmp_path, answer, ready):
+    """Readiness tolerates only a failed reload; liveness any answer at all. (uWSGI's real
+    answer for a failed reload is in test_a_failed_reload_shows_in_health_and_metrics: a
+    certificate expiring while the service runs can't be made here.)"""
+    path = tmp_path / "token.sock"
+    for option, passes in (("--ready", ready), ("--live", True)):
+        path.unlink(missing_ok=True)
+        server = _answer_once(path, answer)
+        result = healthcheck(path, option)
+        server.join(10)
+        assert result.returncode == (0 if passes else 1), (option, result.stderr)
 
 
 def test_healthcheck_client_against_a_socket_that_answers_nothing(tmp_path):
