@@ -1,10 +1,15 @@
 """The whole stack on one machine: Debian's docker-registry, uWSGI and nginx, on 127.0.0.1.
 
-    python3 -m auth_service.stack up [--port 5000] [--proxy]
+    python3 -m auth_service.stack up [--port 5000] [--proxy] [--instances N]
+                                     [--redis | --redis-url URL]
                                                       install what is missing, start, show usage;
                                                       --proxy: proxy mode (Basic credentials
                                                       straight to the registry, nginx swaps them
-                                                      for a token on each request)
+                                                      for a token on each request);
+                                                      --instances: N token-service instances
+                                                      behind nginx; --redis: their shared state
+                                                      in a redis-server the stack starts, or
+                                                      --redis-url: in yours
     python3 -m auth_service.stack down                stop exactly the processes `up` started
     python3 -m auth_service.stack status              say what is running
     python3 -m auth_service.stack install [--test]    only install what `up` (or `test`) needs
@@ -38,6 +43,10 @@ VENV = REPO / ".venv"
 LOCAL_STATE = REPO / ".stack"
 DEFAULT_PORT = 5000
 SYSTEM_NGINX_DIR = Path("/etc/nginx")
+# `up --redis`: the stack starts a redis-server of its own (else `--redis-url` gives one).
+OWN_REDIS = "own"
+# `up --instances`: each instance is a uWSGI master with its workers, so a few fill a machine.
+MAX_INSTANCES = 16
 # How clients authenticate (registry.conf.template's AUTH_MODE): token, the default, or proxy.
 TOKEN_MODE, PROXY_MODE = "token", "proxy"
 AUTH_MODES = (TOKEN_MODE, PROXY_MODE)
@@ -50,6 +59,12 @@ NGINX_INCLUDES = (
 
 # Debian packages, by the command that shows they are installed.
 STACK_PACKAGES = {"nginx": "nginx", "docker-registry": "docker-registry"}
+# The shared state of several instances (`up --redis`, and the tests start their own).
+REDIS_PACKAGES = {"redis-server": "redis-server"}
+# Packages whose installation starts a system service that must not run: the stack and the tests
+# start their own redis-server on a private socket, and one left listening on port 6379 would be
+# shared state nobody configured.
+KEEP_STOPPED_SERVICES = {"redis-server": "redis-server"}
 TEST_PACKAGES = {
     **STACK_PACKAGES,
     "skopeo": "skopeo",
@@ -64,6 +79,12 @@ TEST_PACKAGES = {
     "openssl": "openssl",
     # A burst beyond uWSGI's default listen queue (test_overload.py), as the benchmarks drive it.
     "wrk": "wrk",
+    # Several instances sharing their state (tests/e2e/test_instances.py).
+    **REDIS_PACKAGES,
+    # The Kubernetes manifests, rendered with `kubectl kustomize` (deploy/).
+    "kubectl": "kubernetes-client",
+    # The nginx image's envsubst, rendering the site as a pod would (tests/deploy/).
+    "envsubst": "gettext-base",
 }
 # The Debian docker CLI, matching its dockerd; another one may come first on PATH.
 DOCKER_CLI = "/usr/bin/docker"
@@ -102,6 +123,21 @@ def ensure_debian_packages(wanted: Mapping[str, str]) -> None:
         env=env,
         stdout=subprocess.DEVNULL,
     )
+    for package, service in KEEP_STOPPED_SERVICES.items():
+        if package in missing:
+            stop_system_service(service)
+
+
+def stop_system_service(service: str) -> None:
+    """Stop and disable a service its Debian package has just started (where nothing prevented
+    it, as a container's policy-rc.d does): systemd's unit, else the init script."""
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": False}
+    if Path("/run/systemd/system").is_dir() and _find("systemctl"):
+        subprocess.run(["systemctl", "disable", "--now", service], **quiet)
+    elif Path(f"/etc/init.d/{service}").exists():
+        subprocess.run([f"/etc/init.d/{service}", "stop"], **quiet)
+        if _find("update-rc.d"):
+            subprocess.run(["update-rc.d", service, "disable"], **quiet)
 
 
 def ensure_venv(extras: str = "serve,test") -> Path:
@@ -175,6 +211,17 @@ class Stack:
     # AUTH_MODE: "token" (clients fetch tokens at /v2/token) or "proxy" (nginx asks the token
     # service about each registry request; nginx/auth-proxy.conf).
     auth_mode: str = TOKEN_MODE
+    # Token-service instances, each its own uWSGI master with its own socket, log and PID file,
+    # all in nginx's upstream. One keeps the names a single instance always had (`uwsgi`,
+    # auth.sock); several are `uwsgi-1`... with auth-1.sock...
+    instances: int = 1
+    # An instance's own settings over ``extra_env``, by its name (``uwsgi-2``): its own config
+    # directory, say, as a pod has its own mount of the configuration.
+    instance_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The instances' shared state (REDIS_URL): a Redis server of the caller's, or, with
+    # ``own_redis``, a redis-server this stack starts on a socket in ``state_dir``.
+    redis_url: str | None = None
+    own_redis: bool = False
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -200,8 +247,33 @@ class Stack:
 
     # paths
     @property
+    def instance_names(self) -> list[str]:
+        """The token-service instances' names, as in their log and PID files."""
+        if self.instances == 1:
+            return ["uwsgi"]
+        return [f"uwsgi-{number}" for number in range(1, self.instances + 1)]
+
+    def socket_of(self, instance: str) -> Path:
+        """The uWSGI socket of the instance named ``instance``."""
+        if instance not in self.instance_names:
+            raise StackError(f"no instance {instance!r}: {', '.join(self.instance_names)}")
+        return self.state_dir / f"{instance.replace('uwsgi', 'auth')}.sock"
+
+    @property
     def auth_socket(self) -> Path:
-        return self.state_dir / "auth.sock"
+        """The only instance's socket, or the first's."""
+        return self.socket_of(self.instance_names[0])
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.state_dir / "redis.sock"
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        """The REDIS_URL every instance gets: the stack's own server's, the caller's, or none."""
+        if self.own_redis:
+            return f"unix://{self.redis_socket}"
+        return self.redis_url
 
     @property
     def registry_socket(self) -> Path:
@@ -230,6 +302,10 @@ class Stack:
         """Render the registry, nginx and site configuration into the state directory."""
         if self.auth_mode not in AUTH_MODES:
             raise StackError(f"auth mode {self.auth_mode!r}: one of {', '.join(AUTH_MODES)}")
+        if self.instances < 1:
+            raise StackError(f"instances: {self.instances}: at least 1")
+        if self.own_redis and self.redis_url:
+            raise StackError("either the stack's own Redis or a REDIS_URL, not both")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "nginx-tmp").mkdir(exist_ok=True)
         registry = {
@@ -266,7 +342,11 @@ class Stack:
                 "LISTEN": f"127.0.0.1:{self.port}" + (" ssl" if self.tls else ""),
                 "SERVER_NAME": "127.0.0.1 localhost",
                 "TLS_INCLUDE": str(self._tls_include()),
-                "AUTH_SERVERS": f"server unix:{self.auth_socket};",
+                # One line per instance; nginx's defaults (max_fails=1 fail_timeout=10s) skip
+                # a dead one after its first refused connection and try it again 10 s later.
+                "AUTH_SERVERS": "\n    ".join(
+                    f"server unix:{self.socket_of(name)};" for name in self.instance_names
+                ),
                 "REGISTRY_SERVERS": f"server unix:{self.registry_socket};",
                 "AUTH_MODE": self.auth_mode,
             },
@@ -299,14 +379,23 @@ class Stack:
 
     # processes
     def commands(self) -> dict[str, list[str]]:
-        uwsgi = Path(sys.executable).parent / "uwsgi"
+        """Each program's command line, by name, in the order they start."""
+        uwsgi = [
+            str(Path(sys.executable).parent / "uwsgi"),
+            "--ini",
+            str(REPO / "uwsgi.ini"),
+            *self.uwsgi_options,
+        ]
+        redis = {"redis": self._redis_command()} if self.own_redis else {}
         return {
             "registry": [
                 _find("docker-registry") or "docker-registry",
                 "serve",
                 str(self.state_dir / "registry.yml"),
             ],
-            "uwsgi": [str(uwsgi), "--ini", str(REPO / "uwsgi.ini"), *self.uwsgi_options],
+            # Before the instances, which use it from their first request.
+            **redis,
+            **{name: uwsgi for name in self.instance_names},
             "nginx": [
                 _find("nginx") or "nginx",
                 "-p",
@@ -320,13 +409,32 @@ class Stack:
             ],
         }
 
-    def environment(self) -> dict[str, str]:
+    def _redis_command(self) -> list[str]:
+        """redis-server on a unix socket only (no TCP port), owner-only, keeping nothing on
+        disk: the throttle buckets and revocations it holds are for the stack's lifetime."""
+        return [
+            _find("redis-server") or "redis-server",
+            "--port", "0",
+            "--unixsocket", str(self.redis_socket),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.state_dir),
+            "--daemonize", "no",
+        ]  # fmt: skip
+
+    def environment(self, instance: str | None = None) -> dict[str, str]:
+        """The environment of a program: an instance's (by name) has its socket, the shared
+        REDIS_URL and its own ``instance_env``; the others get the first instance's."""
+        instance = instance or self.instance_names[0]
         env = {
             **os.environ,
-            "AUTH_SERVICE_SOCKET": str(self.auth_socket),
+            "AUTH_SERVICE_SOCKET": str(self.socket_of(instance)),
             "AUTH_SERVICE_CONFIG_DIR": str(self.config_dir),
-            **self.extra_env,
         }
+        if self.shared_redis_url:
+            env["AUTH_SERVICE_REDIS_URL"] = self.shared_redis_url
+        env |= self.extra_env | self.instance_env.get(instance, {})
         if sys.prefix != sys.base_prefix:
             env["UWSGI_VIRTUALENV"] = sys.prefix  # pip's uWSGI doesn't find a venv by itself
         return env
@@ -350,28 +458,46 @@ class Stack:
         self._start_one(name, timeout)
 
     def _start_one(self, name: str, timeout: float) -> None:
-        """Start one program and wait until it is ready: its socket exists, or nginx's port."""
-        sockets = {"registry": self.registry_socket, "uwsgi": self.auth_socket}
-        if name in sockets:
+        """Start one program and wait until it is :meth:`ready`."""
+        socket_path = self._sockets().get(name)
+        if socket_path is not None:
             # A socket left by an earlier run would look ready before the program is.
-            sockets[name].unlink(missing_ok=True)
-            ready = sockets[name].exists
-        else:
-            ready = lambda: _port_open(self.port)  # noqa: E731
+            socket_path.unlink(missing_ok=True)
         self._spawn(name, self.commands()[name])
-        self._wait_until(name, ready, timeout)
+        self._wait_until(name, lambda: self.ready(name), timeout)
+
+    def _sockets(self) -> dict[str, Path]:
+        sockets = {"registry": self.registry_socket, "redis": self.redis_socket}
+        return sockets | {instance: self.socket_of(instance) for instance in self.instance_names}
+
+    def ready(self, name: str) -> bool:
+        """Whether the program ``name`` serves: the registry's and Redis's sockets exist, an
+        instance answers a request on its socket, nginx's port is open."""
+        if name in self.instance_names:
+            # uWSGI binds its socket before it loads the app, and its master ignores SIGTERM
+            # until then: an instance stopped right after it is "ready" would take a SIGKILL.
+            return _uwsgi_answers(self.socket_of(name))
+        if name in self._sockets():
+            return self._sockets()[name].exists()
+        return _port_open(self.port)
 
     def _spawn(self, name: str, command: Sequence[str]) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 (owned by the child from here on)
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=self.environment(),
-            start_new_session=True,
-        )
-        log.close()
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=self.environment(name if name in self.instance_names else None),
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise StackError(
+                f"{command[0]}: not installed (python3 -m auth_service.stack install)"
+            ) from None
+        finally:
+            log.close()
         self.processes[name] = process
         self.pid_path(name).write_text(f"{process.pid}\n")
 
@@ -390,8 +516,22 @@ class Stack:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop what this stack started (by PID file), nginx first, and wait for it."""
-        for name in ("nginx", "uwsgi", "registry"):
+        for name in ("nginx", *self.instance_names, "redis", "registry"):
             stop_pid_file(self.pid_path(name), name, timeout, self.processes.pop(name, None))
+
+
+def _uwsgi_answers(path: Path) -> bool:
+    """Whether uWSGI's socket at ``path`` answers a GET /health with any HTTP status."""
+    from auth_service.cli.healthcheck import HEALTH_REQUEST, uwsgi_packet
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(5.0)
+            connection.connect(str(path))
+            connection.sendall(uwsgi_packet(HEALTH_REQUEST))
+            return connection.recv(16).startswith(b"HTTP/")
+    except OSError:
+        return False
 
 
 def _port_open(port: int) -> bool:
@@ -407,8 +547,24 @@ def _running_pid(pid_path: Path, name: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
-    program = {"registry": b"docker-registry"}.get(name, name.encode())
-    return pid if program in cmdline else None
+    return pid if _program(name).encode() in cmdline and _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie has exited, though its /proc entry stays until its parent
+    (the init of a container may never) collects it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _program(name: str) -> str:
+    """What the command line of the program called ``name`` holds: each instance is uWSGI."""
+    if name.startswith("uwsgi"):
+        return "uwsgi"
+    return {"registry": "docker-registry", "redis": "redis-server"}.get(name, name)
 
 
 def stop_pid_file(
@@ -426,7 +582,7 @@ def stop_pid_file(
         if process is not None:
             if process.poll() is not None:
                 break
-        elif not Path(f"/proc/{pid}").exists():
+        elif not _alive(pid):
             break
         time.sleep(0.05)
     else:
@@ -440,11 +596,16 @@ def stop_pid_file(
 # --- commands ---------------------------------------------------------------------------------
 
 
-def _local_stack(port: int, auth_mode: str = TOKEN_MODE) -> Stack:
+def _local_stack(
+    port: int, auth_mode: str = TOKEN_MODE, instances: int = 1, redis: str | None = None
+) -> Stack:
     from auth_service.files.settings import config_dir_from_env
 
     stack = Stack.for_config_dir(LOCAL_STATE, (REPO / config_dir_from_env()).resolve(), port)
     stack.auth_mode = auth_mode
+    stack.instances = instances
+    stack.own_redis = redis == OWN_REDIS
+    stack.redis_url = None if redis in (None, OWN_REDIS) else redis
     return stack
 
 
@@ -457,17 +618,55 @@ def _running_mode() -> str | None:
     return PROXY_MODE if "include auth-proxy.conf;" in site else TOKEN_MODE
 
 
-def _running(names: Sequence[str] = ("registry", "uwsgi", "nginx")) -> dict[str, int]:
+def _local_names() -> list[str]:
+    """The local stack's programs in the order they start: the instances and the Redis server
+    `up` wrote PID files for, else the three of the default stack."""
+    instances = sorted((path.stem for path in LOCAL_STATE.glob("uwsgi*.pid")), key=_instance_number)
+    redis = ["redis"] if (LOCAL_STATE / "redis.pid").exists() else []
+    return ["registry", *redis, *(instances or ["uwsgi"]), "nginx"]
+
+
+def _instance_number(name: str) -> int:
+    """1 for `uwsgi-1`, ...; 0 for the single instance's `uwsgi`."""
+    _, _, number = name.partition("-")
+    return int(number) if number.isdigit() else 0
+
+
+def _running(names: Sequence[str]) -> dict[str, int]:
     found = {name: _running_pid(LOCAL_STATE / f"{name}.pid", name) for name in names}
     return {name: pid for name, pid in found.items() if pid is not None}
 
 
-def command_up(port: int, auth_mode: str = TOKEN_MODE) -> None:
+def _token_service_line(stack: Stack) -> str:
+    """How the usage message names the token service: one instance, or several and their
+    shared state."""
+    if stack.instances == 1 and not stack.shared_redis_url:
+        return f"token service (uWSGI, {stack.config_dir})"
+    if stack.own_redis:
+        shared = f"redis-server on {stack.redis_socket}"
+    elif stack.redis_url:
+        from auth_service.shared.connection import shown_url
+
+        shared = shown_url(stack.redis_url)  # without its password
+    else:
+        shared = "none: each instance throttles alone (add --redis)"
+    return (
+        f"token service ({stack.instances} uWSGI instance{'s' if stack.instances > 1 else ''}, "
+        f"{stack.config_dir})\n  shared state: {shared}"
+    )
+
+
+def command_up(
+    port: int, auth_mode: str = TOKEN_MODE, instances: int = 1, redis: str | None = None
+) -> None:
+    """Start the local stack: ``instances`` token-service instances, and ``redis`` None (no
+    shared state), OWN_REDIS (a redis-server of the stack's own) or a REDIS_URL."""
     from auth_service.cli.dev import create_example_config
     from auth_service.files.settings import config_dir_from_env
 
-    running = _running()
-    if len(running) == 3:
+    names = _local_names()
+    running = _running(names)
+    if len(running) == len(names):
         print(
             f"already running in {_running_mode()} mode "
             f"({', '.join(f'{n} {p}' for n, p in running.items())}); "
@@ -476,14 +675,17 @@ def command_up(port: int, auth_mode: str = TOKEN_MODE) -> None:
         return
     if running:  # a partial stack (one program died): start over cleanly
         command_down()
+    for name in names:  # PID files of programs that are gone: the new stack writes its own
+        (LOCAL_STATE / f"{name}.pid").unlink(missing_ok=True)
     config_dir = REPO / config_dir_from_env()
     create_example_config(config_dir)
-    stack = _local_stack(port, auth_mode)
+    stack = _local_stack(port, auth_mode, instances, redis)
     stack.start()
+    token_service = _token_service_line(stack)
     if auth_mode == PROXY_MODE:
         print(f"""
 The stack is up on {stack.url} in proxy mode (state and logs in {LOCAL_STATE}):
-  registry (Debian docker-registry, token auth) <- nginx -> token service (uWSGI, {config_dir})
+  registry (Debian docker-registry, token auth) <- nginx -> {token_service}
   nginx asks the token service about each request and hands the registry a token: Basic
   credentials work directly, and clients that fetch tokens themselves still do.
 
@@ -499,7 +701,7 @@ Stop it with: python3 -m auth_service.stack down""")
         return
     print(f"""
 The stack is up on {stack.url} (state and logs in {LOCAL_STATE}):
-  registry (Debian docker-registry) <- nginx -> token service (uWSGI, {config_dir})
+  registry (Debian docker-registry) <- nginx -> {token_service}
 
 Try it with the user passwords printed when the config was created:
   docker login {stack.host} -u alice
@@ -512,19 +714,31 @@ Stop it with: python3 -m auth_service.stack down""")
 
 
 def command_down() -> None:
-    for name in ("nginx", "uwsgi", "registry"):
+    """Stop every program the local stack started, by its PID file, nginx first."""
+    names = _local_names()
+    for name in ["nginx", *(name for name in reversed(names) if name != "nginx")]:
         pid = _running_pid(LOCAL_STATE / f"{name}.pid", name)
         stop_pid_file(LOCAL_STATE / f"{name}.pid", name, 15.0)
         print(f"stopped {name} ({pid})" if pid else f"{name} was not running")
 
 
 def command_status() -> int:
-    running = _running()
-    for name in ("registry", "uwsgi", "nginx"):
+    """Print each program of the local stack, every instance and Redis included; 3 unless all
+    of them run."""
+    names = _local_names()
+    running = _running(names)
+    for name in names:
         print(f"{name}: {'running, pid ' + str(running[name]) if name in running else 'stopped'}")
     if running:
         print(f"mode: {_running_mode()}")
-    return 0 if len(running) == 3 else 3
+    return 0 if len(running) == len(names) else 3
+
+
+def _instance_count(text: str) -> int:
+    """argparse's type for --instances: 1 to MAX_INSTANCES."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_INSTANCES:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_INSTANCES}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -546,6 +760,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="proxy mode: nginx asks the token service about each registry request, so Basic "
         "credentials work straight against the registry (tokens still do)",
     )
+    up.add_argument(
+        "--instances",
+        type=_instance_count,
+        default=1,
+        metavar="N",
+        help="token-service instances behind nginx, each its own uWSGI (default 1)",
+    )
+    shared = up.add_mutually_exclusive_group()
+    shared.add_argument(
+        "--redis",
+        dest="redis",
+        action="store_const",
+        const=OWN_REDIS,
+        help="keep the instances' shared state (throttling, revocations) in a redis-server the "
+        "stack starts and stops",
+    )
+    shared.add_argument(
+        "--redis-url",
+        dest="redis",
+        metavar="URL",
+        help="keep it in your Redis server instead (REDIS_URL, e.g. redis://127.0.0.1:6379/0)",
+    )
     commands.add_parser("down", help="stop the processes `up` started")
     commands.add_parser("status", help="show what is running")
     install = commands.add_parser("install", help="install what `up` needs, and no more")
@@ -560,7 +796,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_venv()
             return 0
         if args.command in ("up", "test") and not in_venv():
-            ensure_debian_packages(TEST_PACKAGES if args.command == "test" else STACK_PACKAGES)
+            if args.command == "test":
+                ensure_debian_packages(TEST_PACKAGES)
+            elif args.redis == OWN_REDIS:
+                ensure_debian_packages({**STACK_PACKAGES, **REDIS_PACKAGES})
+            else:
+                ensure_debian_packages(STACK_PACKAGES)
             python = ensure_venv()
             # Continue in the environment that has the project's dependencies.
             os.execv(
@@ -573,7 +814,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ],
             )
         if args.command == "up":
-            command_up(args.port, PROXY_MODE if args.proxy else TOKEN_MODE)
+            mode = PROXY_MODE if args.proxy else TOKEN_MODE
+            command_up(args.port, mode, instances=args.instances, redis=args.redis)
         elif args.command == "down":
             command_down()
         elif args.command == "status":

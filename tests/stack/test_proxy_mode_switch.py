@@ -74,7 +74,9 @@ def test_an_unknown_mode_is_refused(tmp_path):
 def test_up_takes_proxy(monkeypatch):
     started = []
     monkeypatch.setattr(stack_main, "in_venv", lambda: True)
-    monkeypatch.setattr(stack_main, "command_up", lambda port, mode: started.append((port, mode)))
+    monkeypatch.setattr(
+        stack_main, "command_up", lambda port, mode, **_: started.append((port, mode))
+    )
     assert stack_main.main(["up", "--proxy", "--port", "5123"]) == 0
     assert stack_main.main(["up"]) == 0
     assert started == [(5123, PROXY_MODE), (5000, "token")]
