@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ TEST_PACKAGES = {
     # The nginx image's envsubst, rendering the site as a pod would (tests/deploy/).
     "envsubst": "gettext-base",
 }
+# Where `install --test` unpacks Debian 12's kubectl (ensure_debian_12_kubectl).
+DEBIAN_12_KUBECTL_DIR = REPO / ".tools" / "kubernetes-client"
 # The Debian docker CLI, matching its dockerd; another one may come first on PATH.
 DOCKER_CLI = "/usr/bin/docker"
 
@@ -126,6 +129,30 @@ def ensure_debian_packages(wanted: Mapping[str, str]) -> None:
     for package, service in KEEP_STOPPED_SERVICES.items():
         if package in missing:
             stop_system_service(service)
+
+
+def ensure_debian_12_kubectl() -> Path:
+    """Debian 12's own kubectl (``kubernetes-client``, 1.20, with Kustomize 2.0.3), unpacked
+    beside the project, not installed: the README promises that it renders deploy/kubernetes,
+    and the machine's kubectl (which ``install --test`` leaves alone) may be a newer one."""
+    kubectl = DEBIAN_12_KUBECTL_DIR / "usr" / "bin" / "kubectl"
+    if kubectl.exists():
+        return kubectl
+    print("unpacking Debian's kubernetes-client for tests/deploy", flush=True)
+    with tempfile.TemporaryDirectory() as download:
+        fetch = ["apt-get", "download", "-q", "kubernetes-client"]
+        quiet = {"cwd": download, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        if subprocess.run(fetch, check=False, **quiet).returncode != 0:
+            # A fresh machine's package lists may not be there yet.
+            subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(fetch, check=True, cwd=download, stdout=subprocess.DEVNULL)
+        (package,) = Path(download).glob("kubernetes-client_*.deb")
+        unpacked = Path(download) / "unpacked"
+        subprocess.run(["dpkg-deb", "-x", str(package), str(unpacked)], check=True)
+        # Moved into place whole, so that an unpacking cut short leaves nothing half there.
+        DEBIAN_12_KUBECTL_DIR.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(unpacked), DEBIAN_12_KUBECTL_DIR)
+    return kubectl
 
 
 def stop_system_service(service: str) -> None:
@@ -793,11 +820,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "install":
             ensure_debian_packages(TEST_PACKAGES if args.test else STACK_PACKAGES)
+            if args.test:
+                ensure_debian_12_kubectl()
             ensure_venv()
             return 0
         if args.command in ("up", "test") and not in_venv():
             if args.command == "test":
                 ensure_debian_packages(TEST_PACKAGES)
+                ensure_debian_12_kubectl()
             elif args.redis == OWN_REDIS:
                 ensure_debian_packages({**STACK_PACKAGES, **REDIS_PACKAGES})
             else:

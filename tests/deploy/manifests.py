@@ -57,10 +57,25 @@ def kubectl() -> str:
     return found
 
 
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    """The objects ``kubectl kustomize DIRECTORY`` renders, in its order."""
+def debian_12_kubectl() -> str:
+    """Debian 12's kubectl (1.20, Kustomize 2.0.3), which ``install --test`` unpacks beside the
+    project whatever kubectl the machine has."""
+    from auth_service.stack.main import DEBIAN_12_KUBECTL_DIR
+
+    found = DEBIAN_12_KUBECTL_DIR / "usr" / "bin" / "kubectl"
+    if not found.exists():
+        pytest.fail(
+            f"{found} is missing: `python3 -m auth_service.stack install --test` unpacks Debian's "
+            "kubernetes-client there"
+        )
+    return str(found)
+
+
+def kustomize(directory: Path, kubectl_path: str | None = None) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize DIRECTORY`` renders, in its order (with the machine's
+    kubectl, or the one given)."""
     result = subprocess.run(
-        [kubectl(), "kustomize", str(directory)],
+        [kubectl_path or kubectl(), "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,

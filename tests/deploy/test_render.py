@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -25,6 +26,7 @@ from .manifests import (
     TOKEN_SERVICE_CONFIG,
     Manifests,
     RenderError,
+    debian_12_kubectl,
     kustomize,
     rendered,
 )
@@ -87,6 +89,35 @@ def test_each_kustomization_renders(name):
     for config_map in (SETTINGS, TOKEN_SERVICE_CONFIG, NGINX_SITE, NGINX_POD):
         manifests.generated(config_map)
     assert not manifests.of_kind("Secret"), "Secrets are the operator's, never rendered"
+
+
+def _identities(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each object's kind and name, a generated ConfigMap's without its hash (Kustomize's
+    versions hash differently)."""
+    generated = (SETTINGS, TOKEN_SERVICE_CONFIG, NGINX_SITE, NGINX_POD)
+    found = []
+    for item in objects:
+        name = item["metadata"]["name"]
+        for base in generated:
+            if item["kind"] == "ConfigMap" and name.startswith(base + "-"):
+                name = base
+        found.append((item["kind"], name))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_debian_12_kubectl_renders_the_same_objects(name):
+    """README, "kubectl and Kubernetes versions": Debian 12's own kubectl renders every
+    kustomization into the objects the machine's kubectl renders, and its generated names are
+    the ones its Deployments refer to."""
+    old = Manifests(kustomize(KUBERNETES / name, debian_12_kubectl()))
+    assert _identities(old.objects) == _identities(rendered(name).objects)
+    config_maps = {c["metadata"]["name"] for c in old.of_kind("ConfigMap")}
+    for _, spec in old.pod_specs():
+        for volume in spec.get("volumes", []):
+            for source in volume.get("projected", {}).get("sources", [volume]):
+                if "configMap" in source:
+                    assert source["configMap"]["name"] in config_maps
 
 
 def test_every_kustomization_shipped_is_tested():
