@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from auth_service.errors import ConfigError
 
@@ -173,13 +174,23 @@ def parse_redis_url(value: Any) -> str:
         raise ValueError("a unix:// URL must name the socket's absolute path: unix:///path")
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"a {parts.scheme}:// URL must name a host: {parts.scheme}://host:6379")
-    # What redis-py itself refuses (a ?db= that isn't a number...): imported only when set.
+    if parts.scheme != "unix" and not re.fullmatch(r"/?|/\d+", parts.path):
+        # redis-py would quietly read "/first" as database 0, and "/0/1" as 1.
+        raise ValueError(f"the path is the database number: {parts.scheme}://host:6379/0")
+    # What redis-py itself refuses (a ?db= that isn't a number, an option no connection takes,
+    # which it would find only when connecting, in every request): imported only when set.
+    from redis import ConnectionPool, RedisError
     from redis.connection import parse_url
 
     try:
         parse_url(value)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace(parts.password or "\0", "***")) from None
+        ConnectionPool.from_url(value).make_connection()  # made, not connected
+    except (ValueError, TypeError, RedisError) as exc:
+        message = str(exc)
+        secrets = (parts.password, dict(parse_qsl(parts.query)).get("password"))
+        for secret in {s for given in secrets if given for s in (given, unquote(given))}:
+            message = message.replace(secret, "***")
+        raise ValueError(f"redis-py refuses it: {message}") from None
     return value
 
 

@@ -7,8 +7,11 @@ every login to the timeout. With it, each process pays at most one timeout per
 second is over exactly one caller tries again while the others keep falling back.
 
 The transitions are logged once each (down: a warning; back: an info line) and reported to a
-callback (the ``auth_redis_up`` gauge); nothing is logged per request. The state belongs to one
-process: uWSGI's workers each find out for themselves.
+callback (the ``auth_redis_up`` gauge); nothing is logged per request. Back is reported once
+Redis has answered for ``RETRY_SECONDS`` without failing: a Redis that answers reads but refuses
+writes (out of memory, a read-only replica) closes the breaker with each read and opens it with
+the next write, and that must not log two lines a second. The state belongs to one process:
+uWSGI's workers each find out for themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class _State:
         self.lock = threading.Lock()
         self.down = False
         self.retry_at = 0.0  # while down: when one caller may try again
+        self.reported_down = False  # logged down, and not yet logged back
+        self.up_since = 0.0  # when the last failure was followed by a success
 
 
 class Breaker:
@@ -69,14 +74,19 @@ class Breaker:
             return True
 
     def succeeded(self) -> None:
-        """An attempt worked: close the breaker (logged if it was open)."""
+        """An attempt worked: close the breaker (logged once it has stayed closed for
+        ``retry_seconds``)."""
         state = self._state.get()
-        if not state.down:
+        if not state.down and not state.reported_down:
             return
         with state.lock:
-            if not state.down:
+            now = self._clock()
+            if state.down:
+                state.down = False
+                state.up_since = now
+            if not state.reported_down or now - state.up_since < self._retry_seconds:
                 return
-            state.down = False
+            state.reported_down = False
         log.info(self._up_message)
         self._on_change(True)
 
@@ -88,5 +98,8 @@ class Breaker:
             if state.down:
                 return
             state.down = True
+            if state.reported_down:  # back only for a moment: not news
+                return
+            state.reported_down = True
         log.warning(self._down_message, reason)
         self._on_change(False)

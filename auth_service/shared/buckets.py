@@ -42,12 +42,17 @@ local function bucket(i)
   return tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
 end
 local function tokens_of(key, burst, rate, now)
-  local record = redis.call('GET', key)
-  if not record then return burst end
+  -- pcall: a key of another type (no script wrote it) is no record, and SET replaces it.
+  local record = redis.pcall('GET', key)
+  if type(record) ~= 'string' then return burst end
   local left, at = string.match(record, '^(%S+) (%S+)$')
   left, at = tonumber(left), tonumber(at)
-  if left == nil or at == nil then return burst end
-  return math.min(burst, left + math.max(0, now - at) * rate)
+  -- Text no script wrote: NaN, infinities. What a script writes is within 0..burst, and past.
+  if left == nil or at == nil or left ~= left or at ~= at or math.abs(at) == math.huge then
+    return burst
+  end
+  left, at = math.max(0, left), math.min(at, now)
+  return math.min(burst, left + (now - at) * rate)
 end
 local function save(key, tokens, now, ttl)
   redis.call('SET', key, string.format('%.17g %.17g', tokens, now), 'EX', ttl)

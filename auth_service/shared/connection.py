@@ -105,13 +105,15 @@ class RedisConnection:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        return redis.ConnectionPool.from_url(
-            self.url,
+        pool = redis.ConnectionPool.from_url(self.url, max_connections=MAX_CONNECTIONS)
+        # After from_url, whose URL options would win over its arguments: a ?socket_timeout=
+        # in REDIS_URL must not make requests wait longer than REDIS_TIMEOUT_SECONDS.
+        pool.connection_kwargs.update(
             socket_connect_timeout=self.timeout,
             socket_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
-            max_connections=MAX_CONNECTIONS,
         )
+        return pool
 
     def _make_client(self) -> redis.Redis:
         import redis

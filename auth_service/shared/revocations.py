@@ -57,11 +57,13 @@ _REVOKE_TOKEN = LuaScript(
     + """
 local time = redis.call('TIME')
 local now = tonumber(time[1])
-local expiry = math.max(tonumber(ARGV[2]), tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0'))
+local expiry = math.max(tonumber(ARGV[2]), tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0)
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', expiry))
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+  -- An expiry that isn't a number (no script wrote it) goes too: it can't be kept by date.
+  local until_ = tonumber(all[i + 1])
+  if until_ == nil or until_ <= now then redis.call('HDEL', KEYS[1], all[i]) end
 end
 bump_version(KEYS[2], time)
 return false
@@ -75,7 +77,7 @@ _REVOKE_USER = LuaScript(
     + """
 local time = redis.call('TIME')
 local cutoff = math.max(tonumber(time[1]), tonumber(ARGV[2]),
-                        tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0'))
+                        tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0)
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', cutoff))
 bump_version(KEYS[2], time)
 return string.format('%d', cutoff)
@@ -92,16 +94,26 @@ def _encoded(name: str) -> bytes:
     return name.encode("utf-8", "surrogatepass")
 
 
+def _seconds(raw: bytes) -> int | None:
+    """An entry's epoch seconds; None for text no script wrote (a hand edit)."""
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
 def _load(client: redis.Redis) -> tuple[bytes | None, Revocations]:
-    """The version and the lists, read in one transaction: they match."""
+    """The version and the lists, read in one transaction: they match. A token ID is revoked
+    whatever its expiry reads; a user's cut-off that isn't a number cuts off nothing."""
     pipe = client.pipeline(transaction=True)
     pipe.get(VERSION_KEY)
     pipe.hgetall(TOKENS_KEY)
     pipe.hgetall(USERS_KEY)
     version, tokens, users = pipe.execute()
+    cutoffs = {_name(k): _seconds(v) for k, v in users.items()}
     return version, Revocations(
-        {_name(k): int(v) for k, v in tokens.items()},
-        {_name(k): int(v) for k, v in users.items()},
+        {_name(k): _seconds(v) or 0 for k, v in tokens.items()},
+        {name: cutoff for name, cutoff in cutoffs.items() if cutoff is not None},
     )
 
 

@@ -164,6 +164,8 @@ def test_the_instance_uses_redis_again_once_it_answers(
         before = fallbacks()
         for _ in range(3):
             fail(throttle, "192.0.2.11", "frank")
+        time.sleep(0.2)  # back is logged once Redis has answered for the retry time
+        throttle.check("192.0.2.11", "frank")
     assert fallbacks() == before
     assert not connection.breaker.down
     assert len(redis_server.client().keys(KEY_PREFIX + "*")) == 1
