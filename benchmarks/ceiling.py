@@ -5,6 +5,11 @@ signed for that request with the config directory's key (loaded once). Signing i
 of work no token server can skip: issue 7 measured its ceiling as "a Flask app that only signs a
 preloaded ES256 token" (about 4,500 a second there), and a token reused for every request would
 not be a token server at all; returning one fixed body instead runs about 1.8 times as fast.
+
+For proxy mode (``benchmarks/proxy.py``) it also answers nginx's ``auth_request`` at
+``/auth/proxy``: 200 with a token in ``X-Registry-Authorization``, whatever was asked. There the
+token is signed once, since reusing a token is what the real decision endpoint does for a warm
+cache; what is left is the least any decision endpoint does: be asked, and answer.
 uWSGI serves it with the project's ``uwsgi.ini`` (the benchmarks
 add ``--module benchmarks.ceiling:app``) behind the project's nginx config, so the gap between
 this and the real service is the service's own work.
@@ -36,3 +41,14 @@ def token() -> Response:
     return Response(
         json.dumps({"token": token, "access_token": token}), mimetype="application/json"
     )
+
+
+_DECISION_TOKEN = "Bearer " + _signer.issue("", _AUDIENCE, _ACCESS).token
+
+
+@app.get("/auth/proxy")
+def decision() -> Response:
+    """Every request allowed, with the one token (proxy mode's decision, at its least)."""
+    response = Response(b"", 200)
+    response.headers["X-Registry-Authorization"] = _DECISION_TOKEN
+    return response

@@ -45,10 +45,16 @@ from .report import Target
 from .scenarios import BASE, PASSWORD, SERVICE, USER, Configuration
 
 PULL_ROW, DECISION_ROW = "proxy-pull", "proxy-decision"
+# The same request to the same nginx, decided by benchmarks/ceiling.py's /auth/proxy instead.
+DECISION_CEILING_ROW = "proxy-decision-ceiling"
 PROXY_ROWS = (PULL_ROW, DECISION_ROW)
 # Token mode and proxy mode, the same users and files; one stack each.
 TOKEN_STACK = Configuration("proxy-token-mode", users=BASE.users)
 PROXY_STACK = Configuration("proxy-mode", users=BASE.users, auth_mode=PROXY_MODE)
+# What serves the decision ceiling: the proxy-mode stack with benchmarks/ceiling.py in uWSGI.
+PROXY_CEILING_STACK = Configuration(
+    "proxy-ceiling", users=BASE.users, auth_mode=PROXY_MODE, ceiling=True
+)
 REPOSITORY = "bench/layers50"
 LAYERS = 50
 LAYER_BYTES = 4096
@@ -236,9 +242,15 @@ def warm_up(token_stack: Stack, proxy_stack: Stack) -> None:
 
 
 def measure_round(
-    token_stack: Stack, proxy_stack: Stack, rows: set[str], seconds: float, into: ProxyMeasured
+    token_stack: Stack,
+    proxy_stack: Stack,
+    rows: set[str],
+    seconds: float,
+    into: ProxyMeasured,
+    ceiling_stack: Stack | None = None,
 ) -> None:
-    """One round: :data:`PULLS` pulls per mode, alternating; then the decision rows."""
+    """One round: :data:`PULLS` pulls per mode, alternating; then the decision rows (with the
+    decision ceiling right after the decision, when ``ceiling_stack`` serves it)."""
     if PULL_ROW in rows:
         wait_until_idle(token_stack)
         wait_until_idle(proxy_stack)
@@ -259,8 +271,13 @@ def measure_round(
         assert isinstance(proxy_stack, DecisionStack)
         token = _token(_connection(token_stack), "")
         blob = f"/v2/{REPOSITORY}/blobs/sha256:{'0' * 64}"
+        decided = [(DECISION_ROW, proxy_stack, proxy_stack.decision_url + blob, _basic())]
+        if ceiling_stack is not None:
+            assert isinstance(ceiling_stack, DecisionStack)
+            url = ceiling_stack.decision_url + blob
+            decided.append((DECISION_CEILING_ROW, ceiling_stack, url, _basic()))
         for name, stack, url, header in (
-            (DECISION_ROW, proxy_stack, proxy_stack.decision_url + blob, _basic()),
+            *decided,
             ("proxy-v2", proxy_stack, f"{proxy_stack.url}/v2/", _basic()),
             ("token-v2", token_stack, f"{token_stack.url}/v2/", f"Bearer {token}"),
         ):
@@ -299,9 +316,13 @@ def report(measured: ProxyMeasured) -> tuple[list[str], list[Target]]:
         )
         found.append(Target(f"{PULL_ROW} (skopeo): proxy / token mode", proxy / token,
                             PULL_RATIO_MAX, False))  # fmt: skip
+    medians = {}
     for name, runs in measured.runs.items():
-        median = sorted(runs, key=lambda r: r.ok_per_second)[len(runs) // 2]
-        what = "a blob GET, decided only" if name == DECISION_ROW else "GET /v2/ through the site"
+        median = medians[name] = sorted(runs, key=lambda r: r.ok_per_second)[len(runs) // 2]
+        what = {
+            DECISION_ROW: "a blob GET, decided only",
+            DECISION_CEILING_ROW: "the same, decided by benchmarks/ceiling.py",
+        }.get(name, "GET /v2/ through the site")
         lines.append(
             f"{name}: {what}, at {DECISION_CONNECTIONS} connections: "
             f"{median.ok_per_second:,.0f} req/s, p50 {median.p50_ms:.2f} ms, "
@@ -310,4 +331,11 @@ def report(measured: ProxyMeasured) -> tuple[list[str], list[Target]]:
         if name == DECISION_ROW:
             found.append(Target(f"{DECISION_ROW}: p99 ms at {DECISION_CONNECTIONS} connections",
                                 median.p99_ms, DECISION_P99_MS, False))  # fmt: skip
+    if DECISION_ROW in medians and DECISION_CEILING_ROW in medians:
+        decision, ceiling = medians[DECISION_ROW], medians[DECISION_CEILING_ROW]
+        lines.append(
+            f"{DECISION_ROW} / {DECISION_CEILING_ROW}: throughput "
+            f"{decision.ok_per_second / ceiling.ok_per_second:.2f}x, "
+            f"p99 {decision.p99_ms / ceiling.p99_ms:.2f}x"
+        )
     return lines, found

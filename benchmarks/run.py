@@ -252,6 +252,7 @@ def measure_rounds(
         log("warming up proxy mode")
         token_stack = stacks[proxy.TOKEN_STACK.name]
         proxy_stack = stacks[proxy.PROXY_STACK.name]
+        ceiling_stack = stacks.get(proxy.PROXY_CEILING_STACK.name)
         proxy.warm_up(token_stack, proxy_stack)
     for round_number in range(1, repeats + 1):
         log(f"round {round_number} of {repeats}")
@@ -288,7 +289,9 @@ def measure_rounds(
             )
             measured.crowd.setdefault(run.name, []).append(run)
         if proxy_rows:
-            proxy.measure_round(token_stack, proxy_stack, set(proxy_rows), seconds, measured.proxy)
+            proxy.measure_round(
+                token_stack, proxy_stack, set(proxy_rows), seconds, measured.proxy, ceiling_stack
+            )
     return measured
 
 
@@ -312,6 +315,8 @@ def run(
     if proxy_rows:
         for configuration in (proxy.TOKEN_STACK, proxy.PROXY_STACK):
             configurations[configuration.name] = configuration
+        if proxy.DECISION_ROW in proxy_rows:
+            configurations[proxy.PROXY_CEILING_STACK.name] = proxy.PROXY_CEILING_STACK
     pass_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
     stacks: dict[str, Stack] = {}
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:

@@ -486,3 +486,29 @@ def test_proxy_report_and_targets():
     decision = by_what["proxy-decision: p99 ms at 16 connections"]
     assert decision.passed and decision.value == 4.0
     assert proxy.PROXY_STACK.auth_mode == "proxy" and proxy.TOKEN_STACK.auth_mode == "token"
+
+
+def test_proxy_report_compares_the_decision_with_its_ceiling(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from benchmarks import proxy
+    from benchmarks.scenarios import BASE, write_config
+
+    decision = wrk.Result(requests=5000, seconds=1.0, p50_ms=2.0, p99_ms=15.0)
+    ceiling = wrk.Result(requests=8000, seconds=1.0, p50_ms=1.5, p99_ms=20.0)
+    measured = proxy.ProxyMeasured(
+        pulls={}, runs={proxy.DECISION_ROW: [decision], proxy.DECISION_CEILING_ROW: [ceiling]}
+    )
+    lines, _ = proxy.report(measured)
+    assert "proxy-decision / proxy-decision-ceiling: throughput 0.62x, p99 0.75x" in lines
+    # The ceiling is the proxy-mode stack serving benchmarks/ceiling.py, which answers decisions.
+    assert proxy.PROXY_CEILING_STACK.ceiling and proxy.PROXY_CEILING_STACK.auth_mode == "proxy"
+    # benchmarks/ceiling.py reads its config directory when imported, as uWSGI imports it.
+    monkeypatch.setenv("AUTH_SERVICE_CONFIG_DIR", str(write_config(tmp_path, BASE, "x")))
+    monkeypatch.delitem(sys.modules, "benchmarks.ceiling", raising=False)
+    app = importlib.import_module("benchmarks.ceiling").app
+
+    answer = app.test_client().get("/auth/proxy")
+    assert answer.status_code == 200
+    assert answer.headers["X-Registry-Authorization"].startswith("Bearer ")
