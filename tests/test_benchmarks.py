@@ -500,8 +500,10 @@ def test_proxy_report_compares_the_decision_with_its_ceiling(tmp_path, monkeypat
     measured = proxy.ProxyMeasured(
         pulls={}, runs={proxy.DECISION_ROW: [decision], proxy.DECISION_CEILING_ROW: [ceiling]}
     )
-    lines, _ = proxy.report(measured)
+    lines, targets = proxy.report(measured)
     assert "proxy-decision / proxy-decision-ceiling: throughput 0.62x, p99 0.75x" in lines
+    (ratio,) = [t for t in targets if t.what == "proxy-decision: p99 / proxy-decision-ceiling's"]
+    assert ratio.passed and ratio.value == pytest.approx(0.75) and ratio.limit == 1.2
     # The ceiling is the proxy-mode stack serving benchmarks/ceiling.py, which answers decisions.
     assert proxy.PROXY_CEILING_STACK.ceiling and proxy.PROXY_CEILING_STACK.auth_mode == "proxy"
     # benchmarks/ceiling.py reads its config directory when imported, as uWSGI imports it.
