@@ -12,7 +12,7 @@ import functools
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -94,6 +94,31 @@ def rendered(name: str) -> Manifests:
     """A shipped kustomization (one of :data:`KUSTOMIZATIONS`), rendered once per test run; each
     call gets its own copy, free to be broken by a test."""
     return Manifests(yaml.safe_load(yaml.safe_dump(list(_rendered_objects(name)))))
+
+
+# (what it breaks, how, the check that must then fail): each module's proof that its checks can.
+Breakage = tuple[str, Callable[["Manifests"], None], Callable[["Manifests"], None]]
+
+
+def each_breakage(breakages: list[Breakage]) -> pytest.MarkDecorator:
+    """Parametrize a test by ``(breakage, check)``, one case per breakage, named for it."""
+    return pytest.mark.parametrize(
+        ("breakage", "check"),
+        [(breakage, check) for _, breakage, check in breakages],
+        ids=[what for what, _, _ in breakages],
+    )
+
+
+def assert_check_catches(
+    breakage: Callable[[Manifests], None], check: Callable[[Manifests], None], name: str = "base"
+) -> None:
+    """``check`` passes on kustomization ``name`` as shipped, and fails on a copy ``breakage``
+    has broken."""
+    broken = rendered(name)
+    check(broken)
+    breakage(broken)
+    with pytest.raises(AssertionError):
+        check(broken)
 
 
 @dataclass(frozen=True)

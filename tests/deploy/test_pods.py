@@ -19,8 +19,11 @@ from .manifests import (
     REPO,
     SITE,
     TOKEN_SERVICE,
+    Breakage,
     Manifests,
+    assert_check_catches,
     container_port,
+    each_breakage,
     pod_labels,
     rendered,
     selects,
@@ -186,7 +189,7 @@ def _security(m: Manifests, deployment: str, container: str) -> dict[str, Any]:
     return m.container(deployment, container)["securityContext"]
 
 
-BREAKAGES: list[tuple[str, Callable[[Manifests], None], Callable[[Manifests], None]]] = [
+BREAKAGES: list[Breakage] = [
     (
         "nginx as root",
         lambda m: _security(m, SITE, NGINX).update(runAsUser=0),
@@ -234,14 +237,6 @@ BREAKAGES: list[tuple[str, Callable[[Manifests], None], Callable[[Manifests], No
 ]
 
 
-@pytest.mark.parametrize(
-    ("breakage", "check"),
-    [(b, c) for _, b, c in BREAKAGES],
-    ids=[description for description, _, _ in BREAKAGES],
-)
+@each_breakage(BREAKAGES)
 def test_a_check_fails_on_a_broken_copy(breakage, check):
-    broken = rendered("base")
-    check(broken)
-    breakage(broken)
-    with pytest.raises(AssertionError):
-        check(broken)
+    assert_check_catches(breakage, check)

@@ -42,8 +42,11 @@ from .manifests import (
     TOKEN_SERVICE,
     TOKEN_SERVICE_CONFIG,
     USERS_SECRET,
+    Breakage,
     Manifests,
+    assert_check_catches,
     container_port,
+    each_breakage,
     pod_labels,
     rendered,
     selects,
@@ -437,7 +440,7 @@ def _mount(m: Manifests, deployment: str, container: str, path: str) -> dict[str
     return m.mount_at(deployment, container, path)
 
 
-BREAKAGES: list[tuple[str, Callable[[Manifests], None], Callable[[Manifests], None]]] = [
+BREAKAGES: list[Breakage] = [
     (
         "another issuer for the registry",
         lambda m: _set_env(m, REGISTRY, REGISTRY, "REGISTRY_AUTH_TOKEN_ISSUER", "someone"),
@@ -495,48 +498,39 @@ BREAKAGES: list[tuple[str, Callable[[Manifests], None], Callable[[Manifests], No
 ]
 
 
-@pytest.mark.parametrize(
-    ("breakage", "check"),
-    [(b, c) for _, b, c in BREAKAGES],
-    ids=[description for description, _, _ in BREAKAGES],
-)
+@each_breakage(BREAKAGES)
 def test_a_check_fails_on_a_broken_copy(breakage, check):
-    broken = rendered("base")
-    check(broken)  # passes as shipped
-    breakage(broken)
-    with pytest.raises(AssertionError):
-        check(broken)
+    assert_check_catches(breakage, check)
 
 
-@pytest.mark.parametrize(
-    ("breakage", "check"),
-    [
-        (
-            lambda m: _set_env(m, SITE, TOKEN_SERVICE, "AUTH_SERVICE_REDIS_URL", "redis://x:1/0"),
-            check_redis_is_the_overlays_service,
+# The overlays' own checks, broken in the example (which has Redis and the Ingress).
+OVERLAY_BREAKAGES: list[Breakage] = [
+    (
+        "REDIS_URL elsewhere",
+        lambda m: _set_env(m, SITE, TOKEN_SERVICE, "AUTH_SERVICE_REDIS_URL", "redis://x:1/0"),
+        check_redis_is_the_overlays_service,
+    ),
+    (
+        "Redis open to the registry",
+        lambda m: m.get("NetworkPolicy", REDIS)["spec"]["ingress"][0]["from"][0].update(
+            podSelector={"matchLabels": {"app.kubernetes.io/name": REGISTRY}}
         ),
-        (
-            lambda m: m.get("NetworkPolicy", REDIS)["spec"]["ingress"][0]["from"][0].update(
-                podSelector={"matchLabels": {"app.kubernetes.io/name": REGISTRY}}
-            ),
-            check_redis_is_the_overlays_service,
+        check_redis_is_the_overlays_service,
+    ),
+    (
+        "/auth/metrics published",
+        lambda m: m.get("Ingress", "registry")["spec"]["rules"][0]["http"]["paths"].append(
+            {
+                "path": "/auth/",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": SITE, "port": {"name": "http"}}},
+            }
         ),
-        (
-            lambda m: m.get("Ingress", "registry")["spec"]["rules"][0]["http"]["paths"].append(
-                {
-                    "path": "/auth/",
-                    "pathType": "Prefix",
-                    "backend": {"service": {"name": SITE, "port": {"name": "http"}}},
-                }
-            ),
-            check_the_ingress_routes_the_public_paths,
-        ),
-    ],
-    ids=["REDIS_URL elsewhere", "Redis open to the registry", "/auth/metrics published"],
-)
+        check_the_ingress_routes_the_public_paths,
+    ),
+]
+
+
+@each_breakage(OVERLAY_BREAKAGES)
 def test_an_overlay_check_fails_on_a_broken_copy(breakage, check):
-    broken = rendered("example")
-    check(broken)
-    breakage(broken)
-    with pytest.raises(AssertionError):
-        check(broken)
+    assert_check_catches(breakage, check, "example")
