@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hmac
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
 from auth_service.files.users import User
 from auth_service.forked import PerProcess
+from auth_service.recently_used import RecentlyUsed
 
 
 class _Entry(NamedTuple):
@@ -31,14 +30,10 @@ class _Entry(NamedTuple):
     expires_at: float
 
 
-class _ProcessMemory:
-    """One process's key and entries: uWSGI forks its workers after loading the app, and each
-    makes its own key and starts empty, so that no two processes share a key."""
-
-    def __init__(self) -> None:
-        self.key = os.urandom(32)
-        self.entries: OrderedDict[bytes, _Entry] = OrderedDict()
-        self.lock = threading.Lock()
+def _process_key() -> bytes:
+    """This process's HMAC key: uWSGI forks its workers after loading the app, and each makes
+    its own, so that no two processes share a key."""
+    return os.urandom(32)
 
 
 class CredentialCache:
@@ -51,45 +46,36 @@ class CredentialCache:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._clock = clock
-        self._memory = PerProcess(_ProcessMemory)
+        self._key = PerProcess(_process_key)
+        self._entries: RecentlyUsed[_Entry] = RecentlyUsed(max_entries)
 
     def __len__(self) -> int:
-        return len(self._memory.get().entries)
+        return len(self._entries)
 
     def fingerprint(self, username: str, password: str) -> bytes:
         """The key of one user and password: an HMAC under this process's random key."""
         name = username.encode("utf-8", "surrogatepass")
         # The name's length first, so ("ab", "c") and ("a", "bc") can never collide.
         message = len(name).to_bytes(4, "big") + name + password.encode("utf-8", "surrogatepass")
-        return hmac.digest(self._memory.get().key, message, "sha256")  # one call into OpenSSL
+        return hmac.digest(self._key.get(), message, "sha256")  # one call into OpenSSL
 
     def accepts(self, fingerprint: bytes, user: User | None) -> bool:
-        """Whether this user's password was verified recently, against the hash they have now."""
-        memory = self._memory.get()
-        if user is None or not memory.entries:
+        """Whether this user's password was verified recently, against the hash they have now
+        (an entry for a changed, removed or expired one is gone for good)."""
+        if user is None:
             return False
-        with memory.lock:
-            entry = memory.entries.get(fingerprint)
-            if entry is None:
-                return False
-            if (
-                entry.username != user.name
-                or entry.pass_hash != user.pass_hash
-                or entry.expires_at <= self._clock()
-            ):
-                del memory.entries[fingerprint]  # changed, removed or expired: gone for good
-                return False
-            memory.entries.move_to_end(fingerprint)
-            return True
+        entry = self._entries.find(
+            fingerprint,
+            lambda e: (
+                e.username == user.name
+                and e.pass_hash == user.pass_hash
+                and e.expires_at > self._clock()
+            ),
+        )
+        return entry is not None
 
     def remember(self, fingerprint: bytes, user: User) -> None:
         """Record a successful bcrypt check of ``user``; the oldest entry goes when full."""
         if self.ttl <= 0:
             return
-        entry = _Entry(user.name, user.pass_hash, self._clock() + self.ttl)
-        memory = self._memory.get()
-        with memory.lock:
-            memory.entries[fingerprint] = entry
-            memory.entries.move_to_end(fingerprint)
-            while len(memory.entries) > self.max_entries:
-                memory.entries.popitem(last=False)
+        self._entries.keep(fingerprint, _Entry(user.name, user.pass_hash, self._clock() + self.ttl))

@@ -14,13 +14,11 @@ removed and re-created user) ends it at once too. Per process, bounded, least re
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
-from auth_service.forked import PerProcess
+from auth_service.recently_used import RecentlyUsed
 from auth_service.tokens.signer import IssuedToken
 
 
@@ -30,47 +28,27 @@ class _Entry(NamedTuple):
     reuse_until: float
 
 
-class _Memory:
-    def __init__(self) -> None:
-        self.entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self.lock = threading.Lock()
-
-
 class TokenCache:
     """Signed tokens by (subject, audience, access); ``max_entries`` of 0 turns it off."""
 
     def __init__(self, max_entries: int = 10000, clock: Callable[[], float] = time.time) -> None:
         self.max_entries = max_entries
         self._clock = clock
-        self._memory = PerProcess(_Memory)
+        self._entries: RecentlyUsed[_Entry] = RecentlyUsed(max_entries)
 
     def __len__(self) -> int:
-        return len(self._memory.get().entries)
+        return len(self._entries)
 
     def get(self, key: Hashable, pass_hash: bytes) -> IssuedToken | None:
         """The token kept for ``key``, if it was signed for this password hash and more than
         half of its life remains."""
-        memory = self._memory.get()
-        if not memory.entries:
-            return None
-        with memory.lock:
-            entry = memory.entries.get(key)
-            if entry is None:
-                return None
-            if entry.pass_hash != pass_hash or entry.reuse_until <= self._clock():
-                del memory.entries[key]
-                return None
-            memory.entries.move_to_end(key)
-            return entry.issued
+        entry = self._entries.find(
+            key, lambda e: e.pass_hash == pass_hash and e.reuse_until > self._clock()
+        )
+        return None if entry is None else entry.issued
 
     def put(self, key: Hashable, pass_hash: bytes, issued: IssuedToken) -> None:
         """Keep ``issued`` for ``key``; the least recently used entry goes when full."""
         if self.max_entries <= 0:
             return
-        entry = _Entry(issued, pass_hash, issued.issued_at + issued.expires_in / 2)
-        memory = self._memory.get()
-        with memory.lock:
-            memory.entries[key] = entry
-            memory.entries.move_to_end(key)
-            while len(memory.entries) > self.max_entries:
-                memory.entries.popitem(last=False)
+        self._entries.keep(key, _Entry(issued, pass_hash, issued.issued_at + issued.expires_in / 2))
