@@ -504,8 +504,9 @@ class Stack:
             # uWSGI binds its socket before it loads the app, and its master ignores SIGTERM
             # until then: an instance stopped right after it is "ready" would take a SIGKILL.
             return _uwsgi_answers(self.socket_of(name))
-        if name in self._sockets():
-            return self._sockets()[name].exists()
+        socket_path = self._sockets().get(name)
+        if socket_path is not None:
+            return socket_path.exists()
         return _port_open(self.port)
 
     def _spawn(self, name: str, command: Sequence[str]) -> None:
