@@ -9,6 +9,7 @@ import json
 import os
 import select
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,20 @@ def in_forked_child(answer: Callable[[], bytes], timeout: float = 10.0) -> bytes
     finally:
         os.waitpid(pid, 0)
         os.close(read_end)
+
+
+def hold_bcrypt(monkeypatch: Any) -> tuple[threading.Event, threading.Event]:
+    """Make every bcrypt check of users.json's hashes wait, once started, until ``release``
+    is set: a login held mid-check. Returns ``(started, release)``."""
+    from auth_service.files import users as users_module
+
+    started, release = threading.Event(), threading.Event()
+    real = users_module.bcrypt.checkpw
+
+    def held_checkpw(password: bytes, hashed: bytes) -> bool:
+        started.set()
+        assert release.wait(10)
+        return real(password, hashed)
+
+    monkeypatch.setattr(users_module.bcrypt, "checkpw", held_checkpw)
+    return started, release

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -17,7 +16,6 @@ from werkzeug.exceptions import ImATeapot, NotFound
 
 from auth_service import errors
 from auth_service.errors import REFUSALS, AuditUnavailable, Refusal, Refused, RetryAfter
-from auth_service.files import users as users_module
 from auth_service.http import EXTENSION, operations
 from auth_service.http.responses import error_document, http_error_response
 from auth_service.records import metrics
@@ -60,15 +58,7 @@ def throttled(build: Callable[..., Any], monkeypatch: Any) -> Iterator[Attempt]:
 def overloaded(build: Callable[..., Any], monkeypatch: Any) -> Iterator[Attempt]:
     """One bcrypt turn, no waiting room, and the turn held by another login."""
     app = build(BCRYPT_CONCURRENCY=1, BCRYPT_QUEUE=0, LOGIN_THROTTLE_BURST=0)
-    started, release = threading.Event(), threading.Event()
-    real = users_module.bcrypt.checkpw
-
-    def held_checkpw(password: bytes, hashed: bytes) -> bool:
-        started.set()
-        assert release.wait(10)
-        return real(password, hashed)
-
-    monkeypatch.setattr(users_module.bcrypt, "checkpw", held_checkpw)
+    started, release = helpers.hold_bcrypt(monkeypatch)
     client = app.test_client()
     with ThreadPoolExecutor(1) as pool:
         holder = pool.submit(client.get, QUERY, headers=helpers.basic("alice", "guess"))

@@ -77,15 +77,7 @@ def test_32_parallel_right_logins_all_succeed_with_one_bcrypt_check(
 
 def test_bcrypt_beyond_the_bound_is_answered_503_at_once(make_app: Any, monkeypatch: Any) -> None:
     app = make_app(BCRYPT_CONCURRENCY=1, BCRYPT_QUEUE=0, LOGIN_THROTTLE_BURST=0)
-    started, release = threading.Event(), threading.Event()
-    real = users_module.bcrypt.checkpw
-
-    def held_checkpw(password: bytes, hashed: bytes) -> bool:
-        started.set()
-        assert release.wait(10)
-        return real(password, hashed)
-
-    monkeypatch.setattr(users_module.bcrypt, "checkpw", held_checkpw)
+    started, release = helpers.hold_bcrypt(monkeypatch)
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(_get, app, "alice", "guess-1")
         assert started.wait(10)
